@@ -1,0 +1,3 @@
+from assign.cli import main
+
+main()

@@ -1,0 +1,82 @@
+"""Every failure answers with the error envelope; no stack trace or SQL ever reaches a client."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from assign.api.responses import error
+from assign.db.engine import DatabaseUnavailable
+from assign.errors import AppError
+
+log = logging.getLogger("assign.api")
+
+STATUS_MESSAGES = {
+    400: "Invalid request",
+    401: "Missing or invalid API key",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    500: "Internal server error",
+    503: "Database unavailable",
+}
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """``("body", "links", 3, "request_id")`` -> ``links[3].request_id``."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "body"
+
+
+def validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    details = []
+    for err in exc.errors():
+        message = str(err.get("msg", "invalid value"))
+        if err.get("type") == "json_invalid":
+            message = "body is not valid JSON"
+        details.append({"field": field_path(err.get("loc", ())), "message": message})
+    return details
+
+
+def validation_response(exc: RequestValidationError) -> Response:
+    details = validation_details(exc)
+    fields = ", ".join(dict.fromkeys(d["field"] for d in details[:10]))
+    return error(400, f"Invalid request: check {fields}", details[:200])
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        return validation_response(exc)
+
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> Response:
+        headers = getattr(exc, "headers", None)
+        return error(exc.status_code, exc.message, exc.details, headers=headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        message = STATUS_MESSAGES.get(exc.status_code, "Request failed")
+        if exc.status_code == 404:
+            message = "No such route"
+        return error(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(DatabaseUnavailable)
+    async def _db_down(_: Request, exc: DatabaseUnavailable) -> Response:
+        log.warning("database unavailable", extra={"error_type": type(exc).__name__})
+        return error(503, STATUS_MESSAGES[503], headers={"Retry-After": "1"})

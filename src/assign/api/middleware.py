@@ -1,0 +1,206 @@
+"""Pure ASGI middleware: request context (id, access log, metrics, last-resort errors),
+authentication by ``X-API-Key`` per surface, and the request body cap."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from assign import logging as assign_logging
+from assign import metrics
+from assign.api.errors import STATUS_MESSAGES
+from assign.api.responses import error
+from assign.db.engine import DatabaseUnavailable, is_connection_error
+from assign.security import keys
+
+log = logging.getLogger("assign.access")
+
+SURFACES = {"/api/v1/worker": "worker", "/api/v1/tool": "tool", "/api/v1/admin": "admin"}
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # worker | tool | admin
+    server_id: uuid.UUID | None
+    key_hash: str
+
+
+def surface_of(path: str) -> str | None:
+    for prefix, kind in SURFACES.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return kind
+    return None
+
+
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive``; an HTTPException so the framework passes it through as a 413."""
+
+    def __init__(self) -> None:
+        super().__init__(413)
+
+
+class RequestContextMiddleware:
+    """Request id, one access-log line, metrics; any exception becomes an envelope, never a trace."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _header(scope, b"x-request-id") or uuid.uuid4().hex
+        rid = rid[:64]
+        token = assign_logging.request_id.set(rid)
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            if response_started:
+                log.error("error after response started", exc_info=exc)
+            else:
+                if isinstance(exc, BodyTooLarge):
+                    response = error(413, STATUS_MESSAGES[413])
+                elif isinstance(exc, DatabaseUnavailable) or is_connection_error(exc):
+                    response = error(503, STATUS_MESSAGES[503], headers={"Retry-After": "1"})
+                else:
+                    log.error("unhandled error", exc_info=exc)
+                    response = error(500, STATUS_MESSAGES[500])
+                await response(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope["method"]
+            metrics.http_requests.labels(method, template, str(status)).inc()
+            metrics.http_latency.labels(method, template).observe(elapsed)
+            log.info(
+                "request",
+                extra={
+                    "method": method,
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round(elapsed * 1000, 2),
+                },
+            )
+            assign_logging.request_id.reset(token)
+
+
+class AuthMiddleware:
+    """Checks ``X-API-Key`` before anything else: each surface takes one kind of key (401 otherwise)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = surface_of(scope["path"]) if scope["type"] == "http" else None
+        if kind is None:
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        key = _header(scope, b"x-api-key")
+        principal = await authenticate(state, kind, key) if key else None
+        if principal is None:
+            message = "Missing X-API-Key header" if not key else _wrong_key_message(kind)
+            await error(401, message, headers={"WWW-Authenticate": "X-API-Key"})(
+                scope, receive, send
+            )
+            return
+        limiter = getattr(state, "rate_limiter", None)
+        if limiter is not None:
+            wait = limiter.acquire(principal.key_hash)
+            if wait > 0:
+                await error(
+                    429,
+                    "Too many requests for this API key",
+                    headers={"Retry-After": str(max(1, round(wait)))},
+                )(scope, receive, send)
+                return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+def _wrong_key_message(kind: str) -> str:
+    return {
+        "worker": "Invalid API key or not an assign server",
+        "tool": "Invalid API key or not a tool server",
+        "admin": "Invalid admin key",
+    }[kind]
+
+
+async def authenticate(state: Any, kind: str, key: str) -> Principal | None:
+    """The principal behind ``key`` when it may use surface ``kind``, else None."""
+    from assign.services import catalog, servers
+
+    ctx = state.ctx
+    digest = keys.hash_key(key)
+    if kind == "admin":
+        admin_key = ctx.settings.admin_key
+        if admin_key and keys.same_key(key, keys.hash_key(admin_key)):
+            return Principal("admin", None, digest)
+        if await catalog.is_admin_key(ctx, key_hash=digest):
+            return Principal("admin", None, digest)
+        return None
+    found = await servers.find_by_key(ctx, key_hash=digest)
+    if found is None:
+        return None
+    server_id, service = found
+    if servers.is_assign_server(service) != (kind == "worker"):
+        return None
+    return Principal(kind, server_id, digest)
+
+
+class BodyLimitMiddleware:
+    """413 for a body over ``max_bytes``, by Content-Length or as it streams in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = _header(scope, b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+            await error(413, STATUS_MESSAGES[413])(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            try:
+                return value.decode("latin-1")
+            except UnicodeDecodeError:
+                return None
+    return None

@@ -1,0 +1,48 @@
+"""JSON responses encoded with orjson (UUIDs and datetimes as RFC 3339 UTC ``...Z``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
+
+
+def dumps(content: Any) -> bytes:
+    return orjson.dumps(content, option=OPTIONS)
+
+
+class JSON(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
+
+
+def ok(status_code: int = 200, **fields: Any) -> JSON:
+    """``{"success": true, **fields}``."""
+    return JSON({"success": True, **fields}, status_code=status_code)
+
+
+def listing(items: list[Any]) -> JSON:
+    """``{"success": true, "data": [...], "total": N}``."""
+    return JSON({"success": True, "data": items, "total": len(items)})
+
+
+def item(data: Any, status_code: int = 200) -> JSON:
+    """``{"success": true, "data": {...}}``."""
+    return JSON({"success": True, "data": data}, status_code=status_code)
+
+
+def error(
+    status_code: int,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSON:
+    body: dict[str, Any] = {"success": False, "error": message}
+    if details:
+        body["details"] = details
+    return JSON(body, status_code=status_code, headers=headers)

@@ -1,0 +1,88 @@
+"""The tool API, under /api/v1/tool: what a tool server calls with its own key."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+
+from assign.api import responses
+from assign.api.deps import MAX_LIMIT, Caller, Ctx, secured
+from assign.api.responses import JSON
+from assign.api.schemas import inputs
+from assign.api.schemas import resources as out
+from assign.api.schemas.common import ItemOut, ListOut, error_responses
+from assign.errors import NotFound
+from assign.services import links, servers, tool
+
+router = APIRouter(
+    prefix="/api/v1/tool",
+    tags=["tool"],
+    dependencies=secured,
+    responses=error_responses(400, 401, 429, 503),
+)
+
+
+def _server_id(caller: Caller) -> uuid.UUID:
+    assert caller.server_id is not None
+    return caller.server_id
+
+
+@router.post(
+    "/heartbeat", summary="Report that this server is alive", response_model=ItemOut[out.ServerOut]
+)
+async def heartbeat(
+    ctx: Ctx, caller: Caller, body: Annotated[inputs.HeartbeatIn | None, Body()] = None
+) -> JSON:
+    active_threads = body.active_threads if body is not None else None
+    return responses.item(
+        await servers.heartbeat(ctx, server_id=_server_id(caller), active_threads=active_threads)
+    )
+
+
+@router.post(
+    "/links/claim",
+    summary="Take this server's queued (then connect) links",
+    response_model=ListOut[out.ClaimedLinkOut],
+)
+async def claim(
+    ctx: Ctx, caller: Caller, body: Annotated[inputs.ClaimIn | None, Body()] = None
+) -> JSON:
+    limit = min(body.limit if body is not None else 10, MAX_LIMIT)
+    return responses.listing(await tool.claim(ctx, server_id=_server_id(caller), limit=limit))
+
+
+@router.get(
+    "/links/{link_id}",
+    summary="One of this server's links",
+    response_model=ItemOut[out.LinkOut],
+    responses=error_responses(404),
+)
+async def get_link(ctx: Ctx, caller: Caller, link_id: uuid.UUID) -> JSON:
+    link = await links.get_link(ctx, link_id=link_id)
+    if link["server_id"] != _server_id(caller):
+        raise NotFound("Link not found")
+    return responses.item(link)
+
+
+@router.put(
+    "/links/{link_id}/result",
+    summary="Report the result of a running or connecting link",
+    response_model=ItemOut[out.LinkOut],
+    responses=error_responses(404, 409),
+)
+async def report_result(
+    ctx: Ctx, caller: Caller, link_id: uuid.UUID, body: inputs.ResultIn
+) -> JSON:
+    link = await tool.report_result(
+        ctx,
+        server_id=_server_id(caller),
+        link_id=link_id,
+        status=body.status,
+        profile_url=body.profile_url,
+        post_url=body.post_url,
+        error=body.error,
+        details=body.details,
+    )
+    return responses.item(link)

@@ -1,0 +1,163 @@
+"""Request bodies of every surface."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, StringConstraints, field_validator
+
+from assign.api.schemas.common import Model
+from assign.domain.states import SERVICE_TYPES, AccountStatus, RequestStatus, ServerStatus
+
+ServiceType = Literal["entity", "social", "blog20", "stacking", "podcast", "indexing"]
+assert set(ServiceType.__args__) == set(SERVICE_TYPES)  # type: ignore[attr-defined]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+ShortText = Annotated[str, StringConstraints(max_length=2000)]
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
+Threads = Annotated[int, Field(ge=1, le=100_000)]
+Service = Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=r"^[a-z0-9_\-]+$")]
+
+
+class ServerStatusIn(Model):
+    status: ServerStatus
+
+
+class RequestStatusIn(Model):
+    status: RequestStatus
+
+
+class AssignIn(Model):
+    server_id: uuid.UUID
+
+
+class LinkIn(Model):
+    request_id: uuid.UUID
+    service_type: ServiceType
+    server_id: uuid.UUID | None = None
+    site_id: uuid.UUID | None = None
+    site_name: Annotated[str, StringConstraints(max_length=500)] | None = None
+    email: Annotated[str, StringConstraints(max_length=320)] | None = None
+    username: Annotated[str, StringConstraints(max_length=200)] | None = None
+    password: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    about: Annotated[str, StringConstraints(max_length=100_000)] | None = None
+    max_retries: Annotated[int, Field(ge=0, le=1000)] = 3
+    details: dict[str, Any] | None = None
+
+
+class LinksBulkIn(Model):
+    links: list[LinkIn] = Field(min_length=1, max_length=5000, description="1 to 5,000 links")
+
+
+class BulkRetryIn(Model):
+    link_ids: list[uuid.UUID] = Field(min_length=1, max_length=5000)
+
+
+class MarkFinalFailedIn(Model):
+    request_id: uuid.UUID | None = None
+
+
+class HeartbeatIn(Model):
+    active_threads: Count | None = None
+
+
+class ClaimIn(Model):
+    limit: Annotated[int, Field(ge=1, le=2**31 - 1, description="clamped to 1000")] = 10
+
+
+class ResultIn(Model):
+    status: Literal["completed", "failed"]
+    profile_url: ShortText | None = None
+    post_url: ShortText | None = None
+    error: Annotated[str, StringConstraints(max_length=10_000)] | None = None
+    details: dict[str, Any] | None = None
+
+
+class ServerCreateIn(Model):
+    name: Name
+    ip: Annotated[str, StringConstraints(max_length=100)] | None = None
+    service: Service
+    max_threads: Threads = 10
+    priority: Int32 = 0
+    status: ServerStatus = ServerStatus.ONLINE
+    service_types: list[ServiceType] | None = None
+
+
+class ServerPatchIn(Model):
+    name: Name | None = None
+    ip: Annotated[str, StringConstraints(max_length=100)] | None = None
+    max_threads: Threads | None = None
+    priority: Int32 | None = None
+    status: ServerStatus | None = None
+    service_types: list[ServiceType] | None = None
+
+
+class RequestCreateIn(Model):
+    service_type: ServiceType
+    name: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    website: ShortText | None = None
+    user_id: uuid.UUID | None = None
+    group_id: uuid.UUID | None = None
+    auction_price: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    target: Count | None = None
+    type_request: Annotated[str, StringConstraints(min_length=1, max_length=50)] = "normal"
+    priority: Int32 = 0
+    status: RequestStatus = RequestStatus.PENDING
+    config: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+    folder_urls: dict[str, Any] | list[Any] | None = None
+
+
+class RequestPatchIn(Model):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+    website: ShortText | None = None
+    auction_price: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    target: Count | None = None
+    type_request: Annotated[str, StringConstraints(min_length=1, max_length=50)] | None = None
+    priority: Int32 | None = None
+    status: RequestStatus | None = None
+    config: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+    folder_urls: dict[str, Any] | list[Any] | None = None
+
+
+class SiteCreateIn(Model):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=500)]
+    type: ServiceType
+    active: bool = True
+    config: dict[str, Any] | None = None
+
+
+class SitePatchIn(Model):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
+    type: ServiceType | None = None
+    active: bool | None = None
+    config: dict[str, Any] | None = None
+
+
+class AccountCreateIn(Model):
+    group_id: uuid.UUID
+    email: Annotated[str, StringConstraints(min_length=1, max_length=320)]
+    username: Annotated[str, StringConstraints(max_length=200)] | None = None
+    password: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    status: AccountStatus = AccountStatus.ACTIVE
+
+
+class AccountPatchIn(Model):
+    email: Annotated[str, StringConstraints(min_length=1, max_length=320)] | None = None
+    username: Annotated[str, StringConstraints(max_length=200)] | None = None
+    password: Annotated[str, StringConstraints(max_length=1000)] | None = None
+    status: AccountStatus | None = None
+
+
+class SettingsIn(Model):
+    settings: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=200)],
+        Annotated[str, StringConstraints(max_length=10_000)] | int | float | bool,
+    ] = Field(description="values are stored as strings")
+
+    @field_validator("settings")
+    @classmethod
+    def _as_strings(cls, value: dict[str, Any]) -> dict[str, str]:
+        return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}

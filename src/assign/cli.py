@@ -1,0 +1,211 @@
+"""The ``assign`` command: serve, dispatch, migrate, servers, keys, stats, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from assign.settings import Settings
+
+app = typer.Typer(
+    help="Assign: dispatch link-building work to a fleet of tool servers.", no_args_is_help=True
+)
+server_app = typer.Typer(help="Manage servers.", no_args_is_help=True)
+admin_key_app = typer.Typer(help="Manage admin keys.", no_args_is_help=True)
+secrets_app = typer.Typer(help="Manage the password-encryption secret.", no_args_is_help=True)
+app.add_typer(server_app, name="server")
+app.add_typer(admin_key_app, name="admin-key")
+app.add_typer(secrets_app, name="secrets")
+console = Console()
+err = Console(stderr=True)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:  # pydantic ValidationError: show which variable is wrong
+        err.print(f"[red]Invalid configuration:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _with_context(settings: Settings, work: Any) -> Any:
+    """Run ``work(ctx)`` against the configured database (migrating SQLite first)."""
+    from assign.app import build_context
+    from assign.db.migrate import upgrade
+    from assign.security.secret import MissingSecret
+
+    if settings.is_sqlite:
+        upgrade(settings.database_url)
+
+    async def main() -> Any:
+        try:
+            ctx = build_context(settings)
+        except MissingSecret as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        try:
+            return await work(ctx)
+        finally:
+            await ctx.db.dispose()
+
+    return asyncio.run(main())
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to bind")] = 8000,
+    no_dispatcher: Annotated[
+        bool, typer.Option("--no-dispatcher", help="run the API only")
+    ] = False,
+    workers: Annotated[int, typer.Option(help="API worker processes")] = 1,
+) -> None:
+    """Run the API (and, unless --no-dispatcher, the dispatcher) in one process."""
+    import uvicorn
+
+    from assign import logging as assign_logging
+    from assign.security.secret import MissingSecret, resolve_secret
+
+    settings = load_settings()
+    assign_logging.setup(settings.log_level, json=settings.log_json)
+    try:
+        resolve_secret(settings)
+    except MissingSecret as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    if settings.is_sqlite:
+        from assign.db.migrate import upgrade
+
+        upgrade(settings.database_url)
+    os.environ["ASSIGN__DISPATCHER"] = "0" if no_dispatcher else "1"
+    uvicorn.run(
+        "assign.cli:_asgi_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+def _asgi_factory() -> Any:
+    from assign import logging as assign_logging
+    from assign.app import create_app
+
+    settings = Settings()
+    assign_logging.setup(settings.log_level, json=settings.log_json)
+    return create_app(
+        settings, migrate=False, dispatcher=os.environ.get("ASSIGN__DISPATCHER") == "1"
+    )
+
+
+@app.command()
+def dispatch() -> None:
+    """Run the dispatcher alone (several may run; one acts at a time)."""
+    from assign import logging as assign_logging
+    from assign.dispatcher.loop import main as dispatcher_main
+
+    settings = load_settings()
+    assign_logging.setup(settings.log_level, json=settings.log_json)
+    if settings.is_sqlite:
+        from assign.db.migrate import upgrade
+
+        upgrade(settings.database_url)
+    _with_context(settings, dispatcher_main)
+
+
+@app.command()
+def migrate(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
+    """Bring the database schema up to date."""
+    from assign.db.migrate import upgrade
+
+    settings = load_settings()
+    upgrade(settings.database_url, revision)
+    console.print(f"schema at [bold]{revision}[/bold]")
+
+
+@server_app.command("add")
+def server_add(
+    name: str,
+    service: Annotated[str, typer.Option(help="tool, assign, ...")] = "tool",
+    max_threads: Annotated[int, typer.Option(min=1, help="slots")] = 10,
+    priority: Annotated[int, typer.Option(help="higher is used first")] = 0,
+    ip: Annotated[str | None, typer.Option(help="address, informative")] = None,
+) -> None:
+    """Create a server and print its API key (shown only this once)."""
+    from assign.services import servers
+
+    settings = load_settings()
+
+    async def work(ctx: Any) -> dict[str, Any]:
+        return await servers.create_server(
+            ctx, name=name, service=service, max_threads=max_threads, priority=priority, ip=ip
+        )
+
+    server = _with_context(settings, work)
+    err.print(f"server [bold]{server['name']}[/bold] id {server['id']} service {server['service']}")
+    err.print("API key (shown only this once):")
+    print(server["api_key"])
+
+
+@server_app.command("list")
+def server_list() -> None:
+    """List servers and their load."""
+    from assign.services import servers
+
+    settings = load_settings()
+    rows = _with_context(
+        settings,
+        lambda ctx: servers.list_servers(ctx, statuses=None, inactive_minutes=None, limit=10_000),
+    )
+    table = Table(
+        "id", "name", "service", "status", "tasks", "threads", "priority", "last heartbeat"
+    )
+    for r in rows:
+        table.add_row(
+            str(r["id"]), r["name"], r["service"], r["status"], str(r["active_tasks"]),
+            str(r["max_threads"]), str(r["priority"]), str(r["last_health_check"] or "never"),
+        )  # fmt: skip
+    console.print(table)
+
+
+@admin_key_app.command("create")
+def admin_key_create(name: Annotated[str, typer.Option(help="who uses it")] = "admin") -> None:
+    """Create an admin key and print it (shown only this once)."""
+    from assign.services import catalog
+
+    settings = load_settings()
+    key = _with_context(settings, lambda ctx: catalog.create_admin_key(ctx, name=name))
+    err.print("admin key (shown only this once):")
+    print(key)
+
+
+@app.command()
+def stats() -> None:
+    """Links, requests and servers counted by state."""
+    from assign.services import stats as stats_service
+
+    settings = load_settings()
+    data = _with_context(settings, stats_service.overview)
+    for section, counts in data.items():
+        table = Table(section, "count")
+        for k, v in sorted(counts.items()):
+            table.add_row(k, str(v))
+        console.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

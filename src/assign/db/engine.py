@@ -1,0 +1,171 @@
+"""The database handle: engine, transactions, and the few PostgreSQL/SQLite differences.
+
+Writes go through :meth:`Database.transaction`. On SQLite, writers in this process take an
+asyncio lock and ``BEGIN IMMEDIATE``, so they never fail on a lock upgrade; other processes
+wait on ``busy_timeout``. On PostgreSQL a transaction that loses a deadlock is run again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: SQLSTATEs that mean "run the transaction again": deadlock, serialization failure.
+RETRYABLE_SQLSTATES = {"40P01", "40001"}
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The database cannot be reached (answered as 503)."""
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    orig = getattr(exc, "orig", None)
+    for candidate in (orig, getattr(orig, "__cause__", None)):
+        code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if code:
+            return str(code)
+    return None
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when ``exc`` says the database is gone rather than that a statement was wrong."""
+    if isinstance(exc, (ConnectionError, OSError, asyncio.TimeoutError, DatabaseUnavailable)):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        state = _sqlstate(exc) or ""
+        if state.startswith("08") or state in {"57P01", "57P02", "57P03", "53300"}:
+            return True
+        text = str(exc.orig).lower() if exc.orig is not None else ""
+        return any(
+            needle in text
+            for needle in (
+                "connection",
+                "closed",
+                "terminat",
+                "could not connect",
+                "unable to open",
+            )
+        )
+    return False
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        kwargs: dict[str, Any] = {"echo": echo}
+        if self.is_sqlite:
+            if ":memory:" in url or url.endswith("://"):
+                raise ValueError("an in-memory SQLite database cannot be shared; use a file")
+            kwargs["connect_args"] = {"timeout": 30}
+        else:
+            kwargs.update(
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=False,
+                pool_timeout=5,
+                pool_recycle=1800,
+                connect_args={
+                    "timeout": 5,
+                    "command_timeout": 60,
+                    "server_settings": {"jit": "off", "application_name": "assign"},
+                },
+            )
+        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        self._write_lock = asyncio.Lock()
+        if self.is_sqlite:
+            self._install_sqlite_hooks()
+
+    @property
+    def dialect(self) -> str:
+        return "sqlite" if self.is_sqlite else "postgresql"
+
+    def _install_sqlite_hooks(self) -> None:
+        sync_engine = self.engine.sync_engine
+
+        @event.listens_for(sync_engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # take transaction control away from the driver so BEGIN IMMEDIATE is ours to emit
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(sync_engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            mode = "BEGIN IMMEDIATE" if conn.get_execution_options().get("immediate") else "BEGIN"
+            conn.exec_driver_sql(mode)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads (one consistent snapshot)."""
+        try:
+            async with self.engine.connect() as conn:
+                yield conn
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise DatabaseUnavailable(str(exc)) from exc
+            raise
+
+    @asynccontextmanager
+    async def _begin(self) -> AsyncIterator[AsyncConnection]:
+        if self.is_sqlite:
+            async with self._write_lock, self.engine.connect() as conn:
+                conn = await conn.execution_options(immediate=True)
+                async with conn.begin():
+                    yield conn
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction (no automatic retry; see :meth:`run`)."""
+        try:
+            async with self._begin() as conn:
+                yield conn
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise DatabaseUnavailable(str(exc)) from exc
+            raise
+
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]], *, attempts: int = 3) -> T:
+        """Run ``work`` in a transaction, again when PostgreSQL reports a deadlock."""
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.transaction() as conn:
+                    return await work(conn)
+            except DBAPIError as exc:
+                if attempt < attempts and _sqlstate(exc) in RETRYABLE_SQLSTATES:
+                    log.info("transaction retried", extra={"sqlstate": _sqlstate(exc)})
+                    await asyncio.sleep(0.01 * attempt)
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    async def ping(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(sa.text("SELECT 1"))
+        except (OperationalError, DBAPIError, OSError) as exc:
+            raise DatabaseUnavailable(str(exc)) from exc
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,320 @@
+"""SQL for links: bulk insert, the documented listings, and every transition of one link or many."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assign.db.tables import links, requests
+from assign.domain.states import (
+    IN_FLIGHT,
+    UNFINISHED,
+    WORKING,
+    LinkEvent,
+    LinkStatus,
+    Phase,
+    sources,
+)
+
+INSERT_COLUMNS = (
+    "id", "request_id", "service_type", "server_id", "site_id", "site_name", "email", "username",
+    "password_enc", "about", "status", "phase", "priority", "retry_count", "max_retries", "details",
+    "assigned_at", "created_at", "updated_at",
+)  # fmt: skip
+DISPATCH_ORDER = (links.c.priority.desc(), links.c.created_at, links.c.id)
+
+
+async def insert_many(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Insert prepared link rows; on PostgreSQL with COPY (the transaction must be started)."""
+    if conn.dialect.name == "postgresql":
+        raw = await conn.get_raw_connection()
+        records = [
+            tuple(
+                orjson.dumps(row[c]).decode() if c == "details" and row[c] is not None else row[c]
+                for c in INSERT_COLUMNS
+            )
+            for row in rows
+        ]
+        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
+            "links", records=records, columns=INSERT_COLUMNS
+        )
+    else:
+        await conn.execute(links.insert(), rows)
+
+
+async def get(conn: AsyncConnection, link_id: uuid.UUID) -> Row[Any] | None:
+    """The link row, or None."""
+    return (await conn.execute(sa.select(links).where(links.c.id == link_id))).first()
+
+
+async def list_links(
+    conn: AsyncConnection,
+    *,
+    statuses: Sequence[str],
+    service_type: str | None,
+    request_id: uuid.UUID | None,
+    server_id: uuid.UUID | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """Links in ``statuses`` (pending ones only without a server), dispatch order."""
+    query = sa.select(links)
+    if len(statuses) == 1:
+        query = query.where(links.c.status == statuses[0])
+    else:
+        query = query.where(links.c.status.in_(statuses))
+    if LinkStatus.PENDING in statuses:
+        query = query.where(
+            sa.or_(links.c.status != LinkStatus.PENDING, links.c.server_id.is_(None))
+        )
+    query = _filters(query, service_type, request_id, server_id)
+    return (await conn.execute(query.order_by(*DISPATCH_ORDER).limit(limit))).all()
+
+
+async def list_stale(
+    conn: AsyncConnection,
+    *,
+    started_before: datetime,
+    service_type: str | None,
+    request_id: uuid.UUID | None,
+    server_id: uuid.UUID | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """Running/connecting links started before ``started_before``, oldest start first."""
+    query = sa.select(links).where(
+        links.c.status.in_(sorted(WORKING)), links.c.started_at < started_before
+    )
+    query = _filters(query, service_type, request_id, server_id)
+    return (await conn.execute(query.order_by(links.c.started_at, links.c.id).limit(limit))).all()
+
+
+async def list_retryable(
+    conn: AsyncConnection,
+    *,
+    service_type: str | None,
+    request_id: uuid.UUID | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """Failed links with retries left, dispatch order."""
+    query = sa.select(links).where(
+        links.c.status == LinkStatus.FAILED, links.c.retry_count < links.c.max_retries
+    )
+    query = _filters(query, service_type, request_id, None)
+    return (await conn.execute(query.order_by(*DISPATCH_ORDER).limit(limit))).all()
+
+
+def _filters(
+    query: sa.Select[Any],
+    service_type: str | None,
+    request_id: uuid.UUID | None,
+    server_id: uuid.UUID | None,
+) -> sa.Select[Any]:
+    if service_type:
+        query = query.where(links.c.service_type == service_type)
+    if request_id:
+        query = query.where(links.c.request_id == request_id)
+    if server_id:
+        query = query.where(links.c.server_id == server_id)
+    return query
+
+
+async def assign(
+    conn: AsyncConnection, *, link_id: uuid.UUID, server_id: uuid.UUID, now: datetime
+) -> Row[Any] | None:
+    """The link moved pending -> queued on the server, or None when it was not pending."""
+    query = (
+        links.update()
+        .where(links.c.id == link_id, links.c.status.in_(sources(LinkEvent.ASSIGN)))
+        .values(status=LinkStatus.QUEUED, server_id=server_id, assigned_at=now, updated_at=now)
+        .returning(links)
+    )
+    return (await conn.execute(query)).first()
+
+
+def _retry_values(now: datetime) -> dict[str, Any]:
+    connect_phase = links.c.phase == Phase.CONNECT
+    return {
+        "status": sa.case((connect_phase, LinkStatus.CONNECT), else_=LinkStatus.PENDING),
+        "server_id": sa.case((connect_phase, links.c.server_id), else_=None),
+        "assigned_at": sa.case((connect_phase, links.c.assigned_at), else_=None),
+        "retry_count": links.c.retry_count + 1,
+        "retry_at": None,
+        "started_at": None,
+        "updated_at": now,
+    }
+
+
+RETRYABLE = sa.and_(
+    links.c.status.in_(sources(LinkEvent.RETRY)), links.c.retry_count < links.c.max_retries
+)
+EXHAUSTED = sa.and_(
+    links.c.status.in_(sources(LinkEvent.EXHAUST)), links.c.retry_count >= links.c.max_retries
+)
+
+
+async def retry(
+    conn: AsyncConnection, *, link_ids: Sequence[uuid.UUID], now: datetime
+) -> list[Row[Any]]:
+    """Retryable failed links among ``link_ids`` moved back to the queue; the moved rows."""
+    if not link_ids:
+        return []
+    query = (
+        links.update()
+        .where(links.c.id.in_(link_ids), RETRYABLE)
+        .values(**_retry_values(now))
+        .returning(links)
+    )
+    return list((await conn.execute(query)).all())
+
+
+async def mark_final_failed(
+    conn: AsyncConnection, *, request_id: uuid.UUID | None, now: datetime
+) -> int:
+    """Exhausted failed links (of one request, or all) -> canceled; how many."""
+    query = links.update().where(EXHAUSTED).values(status=LinkStatus.CANCELED, updated_at=now)
+    if request_id is not None:
+        query = query.where(links.c.request_id == request_id)
+    return len((await conn.execute(query.returning(links.c.id))).all())
+
+
+async def account_stats(
+    conn: AsyncConnection, *, email: str, request_id: uuid.UUID | None, day_start: datetime
+) -> Row[Any]:
+    """pending_count, today_count, total_completed, last_post_at, request_pending, request_completed."""
+    pending = links.c.status.in_(sorted(UNFINISHED))
+    completed = links.c.status == LinkStatus.COMPLETED
+    in_request = links.c.request_id == request_id if request_id else sa.false()
+    query = sa.select(
+        sa.func.count().filter(pending).label("pending_count"),
+        sa.func.count().filter(completed, links.c.completed_at >= day_start).label("today_count"),
+        sa.func.count().filter(completed).label("total_completed"),
+        sa.func.max(links.c.completed_at).filter(completed).label("last_post_at"),
+        sa.func.count().filter(pending, in_request).label("request_pending"),
+        sa.func.count().filter(completed, in_request).label("request_completed"),
+    ).where(links.c.email == email, links.c.status.in_([*sorted(UNFINISHED), LinkStatus.COMPLETED]))
+    return (await conn.execute(query)).one()
+
+
+async def count_by_status(conn: AsyncConnection, request_id: uuid.UUID) -> Row[Any]:
+    """(counts {status: n}, total, profile_count, post_count) of one request's links."""
+    rows = (
+        await conn.execute(
+            sa.select(links.c.status, sa.func.count())
+            .where(links.c.request_id == request_id)
+            .group_by(links.c.status)
+        )
+    ).all()
+    urls = (
+        await conn.execute(
+            sa.select(
+                sa.func.count(sa.func.nullif(links.c.profile_url, "")),
+                sa.func.count(sa.func.nullif(links.c.post_url, "")),
+            ).where(links.c.request_id == request_id)
+        )
+    ).one()
+    return rows, urls  # type: ignore[return-value]
+
+
+async def claim_queued(
+    conn: AsyncConnection, *, server_id: uuid.UUID, limit: int, now: datetime
+) -> list[Row[Any]]:
+    """Up to ``limit`` of the server's queued links moved to running (dispatch order)."""
+    return await _claim(conn, server_id, LinkStatus.QUEUED, LinkStatus.RUNNING, limit, now)
+
+
+async def claim_connect(
+    conn: AsyncConnection, *, server_id: uuid.UUID, limit: int, now: datetime
+) -> list[Row[Any]]:
+    """Up to ``limit`` of the server's connect links moved to connecting (dispatch order)."""
+    return await _claim(conn, server_id, LinkStatus.CONNECT, LinkStatus.CONNECTING, limit, now)
+
+
+async def _claim(
+    conn: AsyncConnection,
+    server_id: uuid.UUID,
+    source: LinkStatus,
+    target: LinkStatus,
+    limit: int,
+    now: datetime,
+) -> list[Row[Any]]:
+    if limit <= 0:
+        return []
+    picked = (
+        sa.select(links.c.id)
+        .where(links.c.server_id == server_id, links.c.status == source)
+        .order_by(*DISPATCH_ORDER)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        picked = picked.with_for_update(skip_locked=True)
+    query = (
+        links.update()
+        .where(links.c.id.in_(picked.scalar_subquery()), links.c.status == source)
+        .values(status=target, started_at=now, updated_at=now)
+        .returning(links)
+    )
+    rows = list((await conn.execute(query)).all())
+    rows.sort(key=lambda r: (-r.priority, r.created_at, r.id))
+    return rows
+
+
+async def finish(
+    conn: AsyncConnection,
+    *,
+    link_id: uuid.UUID,
+    server_id: uuid.UUID,
+    values: dict[str, Any],
+) -> Row[Any] | None:
+    """The link moved from running/connecting to a result state, or None when it was not working."""
+    query = (
+        links.update()
+        .where(
+            links.c.id == link_id,
+            links.c.server_id == server_id,
+            links.c.status.in_(sorted(WORKING)),
+        )
+        .values(**values)
+        .returning(links)
+    )
+    return (await conn.execute(query)).first()
+
+
+async def add_created_links(
+    conn: AsyncConnection, counts: dict[uuid.UUID, int], now: datetime
+) -> None:
+    """Count create-phase completions on their requests."""
+    for request_id in sorted(counts):
+        await conn.execute(
+            requests.update()
+            .where(requests.c.id == request_id)
+            .values(created_links=requests.c.created_links + counts[request_id], updated_at=now)
+        )
+
+
+async def cancel_where(conn: AsyncConnection, condition: Any, now: datetime) -> list[Row[Any]]:
+    """Links matching ``condition`` (and not canceled) -> canceled; each as it was before."""
+    query = sa.select(links.c.id, links.c.server_id, links.c.status).where(
+        condition, links.c.status != LinkStatus.CANCELED
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    rows = (await conn.execute(query)).all()
+    ids = [r.id for r in rows]
+    for start in range(0, len(ids), 5000):
+        await conn.execute(
+            links.update()
+            .where(links.c.id.in_(ids[start : start + 5000]))
+            .values(status=LinkStatus.CANCELED, updated_at=now)
+        )
+    return list(rows)
+
+
+def in_flight_deltas(rows: Sequence[Row[Any]]) -> list[tuple[uuid.UUID | None, int]]:
+    """-1 per row that held a slot, keyed by server, for ``servers.add_tasks``."""
+    return [(r.server_id, -1) for r in rows if r.status in IN_FLIGHT]

@@ -1,0 +1,182 @@
+"""SQL for requests (campaigns): listing, completable, status, connect."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assign.db.tables import links, requests
+from assign.domain.states import ACTIVE, UNFINISHED, LinkStatus, Phase, request_timestamps
+
+ORDER = (requests.c.priority.desc(), requests.c.created_at, requests.c.id)
+
+
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any]:
+    """The inserted request row."""
+    return (await conn.execute(requests.insert().values(**values).returning(requests))).one()
+
+
+async def get(
+    conn: AsyncConnection, request_id: uuid.UUID, *, lock: bool = False
+) -> Row[Any] | None:
+    """The request row, or None."""
+    query = sa.select(requests).where(requests.c.id == request_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
+
+
+async def existing_ids(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """{id: priority} of the requests among ``ids`` that exist."""
+    found: dict[uuid.UUID, int] = {}
+    unique = list(set(ids))
+    for start in range(0, len(unique), 1000):
+        rows = await conn.execute(
+            sa.select(requests.c.id, requests.c.priority).where(
+                requests.c.id.in_(unique[start : start + 1000])
+            )
+        )
+        found.update({r.id: r.priority for r in rows})
+    return found
+
+
+async def list_requests(
+    conn: AsyncConnection,
+    *,
+    statuses: Sequence[str],
+    service_type: str | None,
+    type_request: str | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """Requests in ``statuses``, highest priority first, then oldest."""
+    query = sa.select(requests).where(requests.c.status.in_(statuses))
+    if service_type:
+        query = query.where(requests.c.service_type == service_type)
+    if type_request:
+        query = query.where(requests.c.type_request == type_request)
+    return (await conn.execute(query.order_by(*ORDER).limit(limit))).all()
+
+
+def has_links() -> sa.Exists:
+    return sa.exists().where(links.c.request_id == requests.c.id)
+
+
+def has_active_links(*, count_retryable: bool) -> sa.Exists:
+    """A link of the request still to be worked on (``count_retryable``: or failed with retries left)."""
+    statuses = sorted(ACTIVE) if count_retryable else sorted(UNFINISHED)
+    active = links.c.status.in_(statuses)
+    if count_retryable:
+        active = sa.or_(
+            active,
+            sa.and_(links.c.status == LinkStatus.FAILED, links.c.retry_count < links.c.max_retries),
+        )
+    return sa.exists().where(links.c.request_id == requests.c.id, active)
+
+
+async def list_completable(
+    conn: AsyncConnection,
+    *,
+    statuses: Sequence[str],
+    service_type: str | None,
+    no_active_links: bool,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """Requests with at least one link and none still active, priority order."""
+    query = sa.select(requests).where(
+        requests.c.status.in_(statuses),
+        has_links(),
+        ~has_active_links(count_retryable=not no_active_links),
+    )
+    if service_type:
+        query = query.where(requests.c.service_type == service_type)
+    return (await conn.execute(query.order_by(*ORDER).limit(limit))).all()
+
+
+def status_values(status: str, now: datetime) -> dict[str, Any]:
+    """Column values for a request entering ``status`` (timestamps per the state table)."""
+    sets_started, sets_completed = request_timestamps(status)
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    if sets_started:
+        values["started_at"] = sa.func.coalesce(requests.c.started_at, now)
+    if sets_completed:
+        values["completed_at"] = now
+    return values
+
+
+async def set_status(
+    conn: AsyncConnection, request_id: uuid.UUID, status: str, now: datetime
+) -> Row[Any] | None:
+    """The request row after the change, or None when it does not exist."""
+    query = (
+        requests.update()
+        .where(requests.c.id == request_id)
+        .values(**status_values(status, now))
+        .returning(requests)
+    )
+    return (await conn.execute(query)).first()
+
+
+async def update(
+    conn: AsyncConnection, request_id: uuid.UUID, values: dict[str, Any]
+) -> Row[Any] | None:
+    query = (
+        requests.update().where(requests.c.id == request_id).values(**values).returning(requests)
+    )
+    return (await conn.execute(query)).first()
+
+
+async def move_to_connect(conn: AsyncConnection, request_id: uuid.UUID, now: datetime) -> int:
+    """Create-phase completed links with a profile -> connect (same server); how many."""
+    query = (
+        links.update()
+        .where(
+            links.c.request_id == request_id,
+            links.c.status == LinkStatus.COMPLETED,
+            links.c.phase == Phase.CREATE,
+            sa.func.coalesce(links.c.profile_url, "") != "",
+        )
+        .values(
+            status=LinkStatus.CONNECT,
+            phase=Phase.CONNECT,
+            started_at=None,
+            completed_at=None,
+            error=None,
+            updated_at=now,
+        )
+        .returning(links.c.id)
+    )
+    return len((await conn.execute(query)).all())
+
+
+def without_profile(request_id: uuid.UUID) -> Any:
+    return sa.and_(
+        links.c.request_id == request_id, sa.func.coalesce(links.c.profile_url, "") == ""
+    )
+
+
+def not_started(request_id: uuid.UUID) -> Any:
+    """Links of the request nobody works on yet (pending, queued, connect)."""
+    return sa.and_(
+        links.c.request_id == request_id,
+        links.c.status.in_([LinkStatus.PENDING, LinkStatus.QUEUED, LinkStatus.CONNECT]),
+    )
+
+
+async def set_link_priority(
+    conn: AsyncConnection, request_id: uuid.UUID, priority: int, now: datetime
+) -> None:
+    """Copy a request's new priority onto its unfinished links (they carry it for ordering)."""
+    await conn.execute(
+        links.update()
+        .where(
+            links.c.request_id == request_id,
+            links.c.status.in_(sorted(ACTIVE | {LinkStatus.FAILED})),
+        )
+        .values(priority=priority)
+    )

@@ -1,0 +1,139 @@
+"""SQL for servers: lookup by key, listing, status, slot accounting."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assign.db.tables import links, servers
+from assign.domain.states import ASSIGN_SERVICE, LinkEvent, LinkStatus, ServerStatus, sources
+
+
+async def insert(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any]:
+    """The inserted server row."""
+    return (await conn.execute(servers.insert().values(**values).returning(servers))).one()
+
+
+async def get(
+    conn: AsyncConnection, server_id: uuid.UUID, *, lock: bool = False
+) -> Row[Any] | None:
+    """The server row, or None; ``lock`` takes its row lock (PostgreSQL)."""
+    query = sa.select(servers).where(servers.c.id == server_id)
+    if lock:
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
+
+
+async def get_by_key_hash(conn: AsyncConnection, key_hash: str) -> Row[Any] | None:
+    """(id, service, name) of the server owning the key, or None."""
+    query = sa.select(servers.c.id, servers.c.service, servers.c.name).where(
+        servers.c.api_key_hash == key_hash
+    )
+    return (await conn.execute(query)).first()
+
+
+async def list_servers(
+    conn: AsyncConnection,
+    *,
+    statuses: Sequence[str] | None,
+    inactive_before: datetime | None,
+    service: str | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """Servers matching the filters, highest priority first; ``inactive_before`` keeps those
+    whose last heartbeat (or creation, when they never sent one) is older."""
+    query = sa.select(servers)
+    if statuses:
+        query = query.where(servers.c.status.in_(statuses))
+    if service:
+        query = query.where(servers.c.service == service)
+    if inactive_before is not None:
+        query = query.where(
+            sa.or_(
+                servers.c.last_health_check < inactive_before,
+                servers.c.last_health_check.is_(None),
+            )
+        )
+    query = query.order_by(servers.c.priority.desc(), servers.c.name, servers.c.id).limit(limit)
+    return (await conn.execute(query)).all()
+
+
+async def list_available(
+    conn: AsyncConnection, *, statuses: Sequence[str], service: str | None, limit: int
+) -> Sequence[Row[Any]]:
+    """Servers with a free slot, highest priority first, then most free slots."""
+    free = servers.c.max_threads - servers.c.active_tasks
+    query = sa.select(servers).where(servers.c.status.in_(statuses), free > 0)
+    if service:
+        query = query.where(servers.c.service == service)
+    query = query.order_by(servers.c.priority.desc(), free.desc(), servers.c.id).limit(limit)
+    return (await conn.execute(query)).all()
+
+
+async def update(
+    conn: AsyncConnection, server_id: uuid.UUID, values: dict[str, Any]
+) -> Row[Any] | None:
+    """The updated server row, or None when it does not exist."""
+    query = servers.update().where(servers.c.id == server_id).values(**values).returning(servers)
+    return (await conn.execute(query)).first()
+
+
+async def add_tasks(conn: AsyncConnection, deltas: Iterable[tuple[uuid.UUID | None, int]]) -> None:
+    """Apply ``active_tasks`` changes, summed per server (None server ids are ignored)."""
+    total: Counter[uuid.UUID] = Counter()
+    for server_id, delta in deltas:
+        if server_id is not None and delta:
+            total[server_id] += delta
+    # fixed order, so two transactions touching the same servers lock them alike
+    for server_id in sorted(total):
+        if total[server_id]:
+            await conn.execute(
+                servers.update()
+                .where(servers.c.id == server_id)
+                .values(active_tasks=servers.c.active_tasks + total[server_id])
+            )
+
+
+async def release_queued(conn: AsyncConnection, server_id: uuid.UUID, now: datetime) -> int:
+    """Return the server's queued links to pending; the number released."""
+    result = await conn.execute(
+        links.update()
+        .where(links.c.server_id == server_id, links.c.status.in_(sources(LinkEvent.RELEASE)))
+        .values(status=LinkStatus.PENDING, server_id=None, assigned_at=None, updated_at=now)
+        .returning(links.c.id)
+    )
+    released = len(result.all())
+    if released:
+        await add_tasks(conn, [(server_id, -released)])
+    return released
+
+
+async def count_bound_links(conn: AsyncConnection, server_id: uuid.UUID) -> int:
+    """Links queued, running, connect or connecting on the server."""
+    query = sa.select(sa.func.count()).where(
+        links.c.server_id == server_id,
+        links.c.status.in_(
+            [LinkStatus.QUEUED, LinkStatus.RUNNING, LinkStatus.CONNECT, LinkStatus.CONNECTING]
+        ),
+    )
+    return int((await conn.execute(query)).scalar_one())
+
+
+async def delete(conn: AsyncConnection, server_id: uuid.UUID) -> bool:
+    result = await conn.execute(servers.delete().where(servers.c.id == server_id))
+    return bool(result.rowcount)
+
+
+def accepts(service_types: list[str] | None, service_type: str) -> bool:
+    return not service_types or service_type in service_types
+
+
+def can_take_links(row: Row[Any]) -> bool:
+    return row.service != ASSIGN_SERVICE and row.status == ServerStatus.ONLINE

@@ -1,0 +1,179 @@
+"""The schema: one MetaData with a naming convention, shared by the app and Alembic."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from assign.db.types import JSONType, UTCDateTime
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _timestamps() -> list[sa.Column]:
+    return [
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("updated_at", UTCDateTime(), nullable=False),
+    ]
+
+
+servers = sa.Table(
+    "servers",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("ip", sa.String(100)),
+    sa.Column("service", sa.String(50), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("active_threads", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("active_tasks", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_threads", sa.Integer, nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("service_types", JSONType, nullable=False),
+    sa.Column("api_key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("last_health_check", UTCDateTime()),
+    sa.Column("last_active", UTCDateTime()),
+    *_timestamps(),
+    sa.CheckConstraint("active_tasks >= 0", name="active_tasks_nonnegative"),
+    sa.Index("ix_servers_status_priority", "status", "priority"),
+)
+
+admin_keys = sa.Table(
+    "admin_keys",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+requests = sa.Table(
+    "requests",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("user_id", sa.Uuid()),
+    sa.Column("service_type", sa.String(50), nullable=False),
+    sa.Column("group_id", sa.Uuid()),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("website", sa.String(2000)),
+    sa.Column("auction_price", sa.Float),
+    sa.Column("target", sa.Integer),
+    sa.Column("created_links", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("type_request", sa.String(50), nullable=False),
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("config", JSONType),
+    sa.Column("data", JSONType),
+    sa.Column("folder_urls", JSONType),
+    sa.Column("started_at", UTCDateTime()),
+    sa.Column("completed_at", UTCDateTime()),
+    *_timestamps(),
+    sa.Index("ix_requests_status_priority_created_at", "status", "priority", "created_at"),
+)
+
+links = sa.Table(
+    "links",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column(
+        "request_id",
+        sa.Uuid(),
+        sa.ForeignKey("requests.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("service_type", sa.String(50), nullable=False),
+    sa.Column("server_id", sa.Uuid(), sa.ForeignKey("servers.id", ondelete="SET NULL")),
+    sa.Column("site_id", sa.Uuid()),
+    sa.Column("site_name", sa.String(500)),
+    sa.Column("email", sa.String(320)),
+    sa.Column("username", sa.String(200)),
+    sa.Column("password_enc", sa.LargeBinary),
+    sa.Column("about", sa.Text),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("phase", sa.String(10), nullable=False),
+    # the request's priority, copied so one index orders the dispatch queue
+    sa.Column("priority", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("retry_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("max_retries", sa.Integer, nullable=False, server_default="3"),
+    sa.Column("error", sa.Text),
+    sa.Column("profile_url", sa.String(2000)),
+    sa.Column("post_url", sa.String(2000)),
+    sa.Column("details", JSONType),
+    # earliest time a failed link may be retried (back-off)
+    sa.Column("retry_at", UTCDateTime()),
+    sa.Column("assigned_at", UTCDateTime()),
+    sa.Column("started_at", UTCDateTime()),
+    sa.Column("completed_at", UTCDateTime()),
+    *_timestamps(),
+    # dispatch queue and GET /links?status=X, ordered by request priority then age
+    sa.Index(
+        "ix_links_status_priority_created_at", "status", sa.text("priority DESC"), "created_at"
+    ),
+    # per-request counts, connect, complete, completable
+    sa.Index("ix_links_request_id_status", "request_id", "status"),
+    # a server's work: claim, release, lost servers
+    sa.Index("ix_links_server_id_status", "server_id", "status"),
+    # account stats and rate limits
+    sa.Index("ix_links_email_status_completed_at", "email", "status", "completed_at"),
+)
+
+sites = sa.Table(
+    "sites",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("type", sa.String(50), nullable=False),
+    sa.Column("active", sa.Boolean, nullable=False),
+    sa.Column("config", JSONType),
+    *_timestamps(),
+    sa.Index("ix_sites_type_active", "type", "active"),
+)
+
+accounts = sa.Table(
+    "accounts",
+    metadata,
+    sa.Column("id", sa.Uuid(), primary_key=True),
+    sa.Column("group_id", sa.Uuid(), nullable=False),
+    sa.Column("email", sa.String(320), nullable=False),
+    sa.Column("username", sa.String(200)),
+    sa.Column("password_enc", sa.LargeBinary),
+    sa.Column("status", sa.String(20), nullable=False),
+    *_timestamps(),
+    sa.Index("ix_accounts_group_id_status", "group_id", "status"),
+)
+
+settings = sa.Table(
+    "settings",
+    metadata,
+    sa.Column("group", sa.String(100), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("principal", sa.String(64), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("route", sa.String(200), nullable=False),
+    sa.Column("body_hash", sa.String(64), nullable=False),
+    sa.Column("status_code", sa.Integer),
+    sa.Column("response", sa.LargeBinary),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+)
+
+dispatcher_lease = sa.Table(
+    "dispatcher_lease",
+    metadata,
+    sa.Column("name", sa.String(50), primary_key=True),
+    sa.Column("holder", sa.String(100), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+)

@@ -1,0 +1,51 @@
+"""Rows to plain dicts in the shapes the API answers with (passwords never included)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Row
+
+SERVER_FIELDS = (
+    "id", "name", "ip", "service", "status", "active_threads", "active_tasks", "max_threads",
+    "priority", "service_types", "last_health_check", "last_active", "created_at", "updated_at",
+)  # fmt: skip
+REQUEST_FIELDS = (
+    "id", "user_id", "service_type", "group_id", "name", "website", "auction_price", "target",
+    "created_links", "status", "type_request", "priority", "config", "data", "folder_urls",
+    "started_at", "completed_at", "created_at", "updated_at",
+)  # fmt: skip
+LINK_FIELDS = (
+    "id", "request_id", "service_type", "server_id", "site_id", "site_name", "email", "username",
+    "about", "status", "phase", "retry_count", "max_retries", "error", "profile_url", "post_url",
+    "details", "assigned_at", "started_at", "completed_at", "created_at", "updated_at",
+)  # fmt: skip
+SITE_FIELDS = ("id", "name", "type", "active", "config", "created_at", "updated_at")
+ACCOUNT_FIELDS = ("id", "group_id", "email", "username", "status", "created_at", "updated_at")
+
+
+def as_dict(row: Row[Any] | Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    mapping = row._mapping
+    return {name: mapping[name] for name in fields}
+
+
+def server(row: Row[Any]) -> dict[str, Any]:
+    out = as_dict(row, SERVER_FIELDS)
+    out["avail_slots"] = max(0, out["max_threads"] - out["active_tasks"])
+    return out
+
+
+def request(row: Row[Any]) -> dict[str, Any]:
+    return as_dict(row, REQUEST_FIELDS)
+
+
+def link(row: Row[Any]) -> dict[str, Any]:
+    return as_dict(row, LINK_FIELDS)
+
+
+def site(row: Row[Any]) -> dict[str, Any]:
+    return as_dict(row, SITE_FIELDS)
+
+
+def account(row: Row[Any]) -> dict[str, Any]:
+    return as_dict(row, ACCOUNT_FIELDS)

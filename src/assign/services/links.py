@@ -1,0 +1,233 @@
+"""Use cases of links on the worker API: bulk create, listings, assign, retry, account stats."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assign.db import views
+from assign.db.repositories import links as repo
+from assign.db.repositories import requests as requests_repo
+from assign.db.repositories import servers as servers_repo
+from assign.db.tables import servers
+from assign.domain.ratelimit import start_of_day
+from assign.domain.states import ASSIGN_SERVICE, LinkStatus, Phase, ServerStatus
+from assign.errors import Conflict, InvalidInput, NotFound
+from assign.services.context import Context
+
+
+async def create_links(ctx: Context, *, items: list[dict[str, Any]]) -> int:
+    """Insert all links or none; a link with ``server_id`` starts queued on that server."""
+    now = ctx.clock.now()
+    encrypt = ctx.cipher.encrypt
+    uuid4 = uuid.uuid4
+
+    async def work(conn: AsyncConnection) -> int:
+        priorities = await requests_repo.existing_ids(conn, [i["request_id"] for i in items])
+        placed = {i["server_id"] for i in items if i.get("server_id") is not None}
+        usable: set[uuid.UUID] = set()
+        if placed:
+            rows = await conn.execute(
+                sa.select(servers.c.id).where(
+                    servers.c.id.in_(placed), servers.c.service != ASSIGN_SERVICE
+                )
+            )
+            usable = {r.id for r in rows}
+        details = []
+        for index, item in enumerate(items):
+            if item["request_id"] not in priorities:
+                details.append(
+                    {"field": f"links[{index}].request_id", "message": "request not found"}
+                )
+            server_id = item.get("server_id")
+            if server_id is not None and server_id not in usable:
+                details.append(
+                    {
+                        "field": f"links[{index}].server_id",
+                        "message": "server not found or not a tool server",
+                    }
+                )
+        if details:
+            raise InvalidInput(
+                f"{len(details)} link(s) refer to unknown requests or servers", details[:100]
+            )
+        rows_out = []
+        load: Counter[uuid.UUID] = Counter()
+        for item in items:
+            server_id = item.get("server_id")
+            if server_id is not None:
+                load[server_id] += 1
+            rows_out.append(
+                {
+                    "id": uuid4(),
+                    "request_id": item["request_id"],
+                    "service_type": item["service_type"],
+                    "server_id": server_id,
+                    "site_id": item.get("site_id"),
+                    "site_name": item.get("site_name"),
+                    "email": item.get("email"),
+                    "username": item.get("username"),
+                    "password_enc": encrypt(item.get("password")),
+                    "about": item.get("about"),
+                    "status": LinkStatus.QUEUED if server_id is not None else LinkStatus.PENDING,
+                    "phase": Phase.CREATE,
+                    "priority": priorities[item["request_id"]],
+                    "retry_count": 0,
+                    "max_retries": item.get("max_retries", 3),
+                    "details": item.get("details"),
+                    "assigned_at": now if server_id is not None else None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        await repo.insert_many(conn, rows_out)
+        await servers_repo.add_tasks(conn, load.items())
+        return len(rows_out)
+
+    return await ctx.db.run(work)
+
+
+async def list_links(
+    ctx: Context,
+    *,
+    statuses: list[str],
+    service_type: str | None,
+    request_id: uuid.UUID | None,
+    server_id: uuid.UUID | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    async with ctx.db.read() as conn:
+        rows = await repo.list_links(
+            conn,
+            statuses=statuses,
+            service_type=service_type,
+            request_id=request_id,
+            server_id=server_id,
+            limit=limit,
+        )
+    return [views.link(r) for r in rows]
+
+
+async def list_stale(
+    ctx: Context,
+    *,
+    timeout_minutes: float,
+    service_type: str | None,
+    request_id: uuid.UUID | None,
+    server_id: uuid.UUID | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    before = ctx.clock.now() - timedelta(minutes=timeout_minutes)
+    async with ctx.db.read() as conn:
+        rows = await repo.list_stale(
+            conn,
+            started_before=before,
+            service_type=service_type,
+            request_id=request_id,
+            server_id=server_id,
+            limit=limit,
+        )
+    return [views.link(r) for r in rows]
+
+
+async def list_retryable(
+    ctx: Context, *, service_type: str | None, request_id: uuid.UUID | None, limit: int
+) -> list[dict[str, Any]]:
+    async with ctx.db.read() as conn:
+        rows = await repo.list_retryable(
+            conn, service_type=service_type, request_id=request_id, limit=limit
+        )
+    return [views.link(r) for r in rows]
+
+
+async def assign_link(ctx: Context, *, link_id: uuid.UUID, server_id: uuid.UUID) -> dict[str, Any]:
+    """Pending link -> queued on the server, taking one of its slots; 409 when either can't."""
+    now = ctx.clock.now()
+
+    async def work(conn: AsyncConnection) -> dict[str, Any]:
+        link = await repo.get(conn, link_id)
+        if link is None:
+            raise NotFound("Link not found")
+        server = await servers_repo.get(conn, server_id)
+        if server is None:
+            raise NotFound("Server not found")
+        if link.status != LinkStatus.PENDING:
+            raise Conflict(f"Link is {link.status}; only a pending link can be assigned")
+        if server.service == ASSIGN_SERVICE:
+            raise Conflict("Server is an assign server and takes no links")
+        if server.status != ServerStatus.ONLINE:
+            raise Conflict(f"Server is {server.status}; only an online server takes links")
+        if not servers_repo.accepts(server.service_types, link.service_type):
+            raise Conflict(f"Server does not accept service type {link.service_type}")
+        # the slot is taken first (server row lock), then the link: the order every writer uses
+        taken = await conn.execute(
+            servers.update()
+            .where(
+                servers.c.id == server_id,
+                servers.c.status == ServerStatus.ONLINE,
+                servers.c.active_tasks < servers.c.max_threads,
+            )
+            .values(active_tasks=servers.c.active_tasks + 1)
+            .returning(servers.c.id)
+        )
+        if taken.first() is None:
+            raise Conflict("Server has no free slot")
+        row = await repo.assign(conn, link_id=link_id, server_id=server_id, now=now)
+        if row is None:
+            raise Conflict("Link is no longer pending")
+        return views.link(row)
+
+    return await ctx.db.run(work)
+
+
+async def retry_link(ctx: Context, *, link_id: uuid.UUID) -> dict[str, Any]:
+    """Failed retryable link -> back to the queue with ``retry_count + 1``; 409 otherwise."""
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as conn:
+        rows = await repo.retry(conn, link_ids=[link_id], now=now)
+        if not rows:
+            link = await repo.get(conn, link_id)
+            if link is None:
+                raise NotFound("Link not found")
+            if link.status != LinkStatus.FAILED:
+                raise Conflict(f"Link is {link.status}; only a failed link can be retried")
+            raise Conflict(f"Link has used all {link.max_retries} retries")
+    return views.link(rows[0])
+
+
+async def bulk_retry(ctx: Context, *, link_ids: list[uuid.UUID]) -> int:
+    """Retry those of ``link_ids`` that are retryable; how many were."""
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as conn:
+        rows = await repo.retry(conn, link_ids=sorted(set(link_ids)), now=now)
+    return len(rows)
+
+
+async def mark_final_failed(ctx: Context, *, request_id: uuid.UUID | None) -> int:
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as conn:
+        return await repo.mark_final_failed(conn, request_id=request_id, now=now)
+
+
+async def account_stats(
+    ctx: Context, *, email: str, request_id: uuid.UUID | None
+) -> dict[str, Any]:
+    day_start = start_of_day(ctx.clock.now(), ctx.settings.tz)
+    async with ctx.db.read() as conn:
+        row = await repo.account_stats(
+            conn, email=email, request_id=request_id, day_start=day_start
+        )
+    return {"email": email, **{k: row._mapping[k] for k in row._mapping}}
+
+
+async def get_link(ctx: Context, *, link_id: uuid.UUID) -> dict[str, Any]:
+    async with ctx.db.read() as conn:
+        row = await repo.get(conn, link_id)
+    if row is None:
+        raise NotFound("Link not found")
+    return views.link(row)
