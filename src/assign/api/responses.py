@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import orjson
@@ -10,8 +11,15 @@ from starlette.responses import Response
 OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
 
 
+def _default(value: Any) -> Any:
+    # asyncpg returns its own UUID class, which orjson does not know
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def dumps(content: Any) -> bytes:
-    return orjson.dumps(content, option=OPTIONS)
+    return orjson.dumps(content, default=_default, option=OPTIONS)
 
 
 class JSON(Response):

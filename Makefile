@@ -1,0 +1,29 @@
+# Assign — one command per task, the same for people and CI.  `make help` lists them.
+PY ?= python3
+PYTEST_ARGS ?=
+
+.PHONY: help install serve test lint typecheck bench demo load clean
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+install: ## install Assign with its test and lint tools
+	$(PY) -m pip install -q -e '.[dev]'
+
+serve: ## install and run API + dispatcher on ./assign.db
+	$(PY) -m pip install -q . && assign serve
+
+test: ## install and run the test suite (SQLite, and PostgreSQL when reachable)
+	$(PY) -m pip install -q -e '.[test]' && $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: ## ruff, formatting, mypy, and migrations in step with the tables
+	ruff check src tests bench && ruff format --check src tests bench && mypy
+
+bench: ## the benchmarks of bench/ on PostgreSQL (prints tables)
+	$(PY) bench/run_all.py
+
+demo: ## a simulated fleet end to end, with live progress
+	$(PY) -m pip install -q . && assign demo
+
+clean: ## remove local databases and caches
+	rm -rf assign.db assign.db-* assign.db.secret .pytest_cache .ruff_cache .mypy_cache
