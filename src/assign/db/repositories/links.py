@@ -253,9 +253,12 @@ async def _claim(
     )
     if conn.dialect.name == "postgresql":
         picked = picked.with_for_update(skip_locked=True)
+    # a CTE runs once; an IN (subquery) may be rescanned per row, and each rescan of
+    # LIMIT ... FOR UPDATE SKIP LOCKED skips the rows just updated and picks new ones
+    chosen = picked.cte("picked")
     query = (
         links.update()
-        .where(links.c.id.in_(picked.scalar_subquery()), links.c.status == source)
+        .where(links.c.id.in_(sa.select(chosen.c.id)), links.c.status == source)
         .values(status=target, started_at=now, updated_at=now)
         .returning(links)
     )

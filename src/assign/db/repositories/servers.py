@@ -68,11 +68,14 @@ async def list_servers(
 async def list_available(
     conn: AsyncConnection, *, statuses: Sequence[str], service: str | None, limit: int
 ) -> Sequence[Row[Any]]:
-    """Servers with a free slot, highest priority first, then most free slots."""
+    """Servers with a free slot, highest priority first, then most free slots; assign servers
+    (which take no links) only when ``service`` asks for them."""
     free = servers.c.max_threads - servers.c.active_tasks
     query = sa.select(servers).where(servers.c.status.in_(statuses), free > 0)
     if service:
         query = query.where(servers.c.service == service)
+    else:
+        query = query.where(servers.c.service != ASSIGN_SERVICE)
     query = query.order_by(servers.c.priority.desc(), free.desc(), servers.c.id).limit(limit)
     return (await conn.execute(query)).all()
 
