@@ -62,12 +62,13 @@ class Factory:
 
     async def links(self, request: dict[str, Any], n: int = 1, **values: Any) -> list[dict[str, Any]]:
         """``n`` new links of ``request``; returns them as GET /links shows them."""
+        email = values.pop("email", None)
         items = [
             {
                 "request_id": request["id"],
                 "service_type": request["service_type"],
                 "site_name": f"site{i}.example",
-                "email": values.pop("email", None) or f"user{i}@example.com",
+                "email": email or f"user{i}@example.com",
                 "password": "s3cret-pass",
                 **values,
             }

@@ -122,6 +122,14 @@ links = sa.Table(
     sa.Index("ix_links_server_id_status", "server_id", "status"),
     # account stats and rate limits
     sa.Index("ix_links_email_status_completed_at", "email", "status", "completed_at"),
+    # an account's last dispatch (cooldown); links never dispatched are not in it
+    sa.Index(
+        "ix_links_email_assigned_at",
+        "email",
+        "assigned_at",
+        postgresql_where=sa.text("assigned_at IS NOT NULL"),
+        sqlite_where=sa.text("assigned_at IS NOT NULL"),
+    ),
 )
 
 sites = sa.Table(

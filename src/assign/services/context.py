@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from assign.clock import Clock
@@ -16,3 +17,5 @@ class Context:
     settings: Settings
     cipher: Cipher
     clock: Clock = field(default_factory=Clock)
+    #: set when there may be new work for the dispatcher (see assign.dispatcher.wake)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)

@@ -18,6 +18,7 @@ from assign.db.tables import servers
 from assign.domain.ratelimit import start_of_day
 from assign.domain.states import ASSIGN_SERVICE, LinkStatus, Phase, ServerStatus
 from assign.errors import Conflict, InvalidInput, NotFound
+from assign.services import wake
 from assign.services.context import Context
 
 
@@ -87,6 +88,7 @@ async def create_links(ctx: Context, *, items: list[dict[str, Any]]) -> int:
             )
         await repo.insert_many(conn, rows_out)
         await servers_repo.add_tasks(conn, load.items())
+        await wake.notify(ctx, conn)
         return len(rows_out)
 
     return await ctx.db.run(work)

@@ -124,7 +124,7 @@ async def connect_in(conn: AsyncConnection, request_id: uuid.UUID, now: Any) -> 
     """The connect step inside a transaction: (links moved to connect, links canceled)."""
     canceled = await links_repo.cancel_where(conn, repo.without_profile(request_id), now)
     await servers_repo.add_tasks(conn, links_repo.in_flight_deltas(canceled))
-    connected = await links_repo.move_to_connect(conn, request_id, now)
+    connected = await repo.move_to_connect(conn, request_id, now)
     return connected, len(canceled)
 
 

@@ -11,6 +11,7 @@ from assign.db.repositories import servers as repo
 from assign.domain.states import ASSIGN_SERVICE, ServerStatus
 from assign.errors import Conflict, NotFound
 from assign.security import keys
+from assign.services import wake
 from assign.services.context import Context
 
 
@@ -155,6 +156,7 @@ async def heartbeat(
             values["active_threads"] = active_threads
         if row.status == ServerStatus.OFFLINE:
             values["status"] = ServerStatus.ONLINE
+            await wake.notify(ctx, conn)
         row = await repo.update(conn, server_id, values)
     assert row is not None
     return views.server(row)

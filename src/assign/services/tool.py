@@ -14,6 +14,7 @@ from assign.db.repositories import servers as servers_repo
 from assign.domain.backoff import retry_delay
 from assign.domain.states import LinkStatus, Phase
 from assign.errors import Conflict, NotFound
+from assign.services import wake
 from assign.services.context import Context
 
 
@@ -92,6 +93,7 @@ async def report_result(
             state = current.status if current is not None else "gone"
             raise Conflict(f"Link is {state}; only a running or connecting link takes a result")
         await servers_repo.add_tasks(conn, [(server_id, -1)])
+        await wake.notify(ctx, conn)
         if status == LinkStatus.COMPLETED and row.phase == Phase.CREATE:
             await links_repo.add_created_links(conn, {row.request_id: 1}, now)
         return row

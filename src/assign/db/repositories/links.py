@@ -142,7 +142,6 @@ def _retry_values(now: datetime) -> dict[str, Any]:
     return {
         "status": sa.case((connect_phase, LinkStatus.CONNECT), else_=LinkStatus.PENDING),
         "server_id": sa.case((connect_phase, links.c.server_id), else_=None),
-        "assigned_at": sa.case((connect_phase, links.c.assigned_at), else_=None),
         "retry_count": links.c.retry_count + 1,
         "retry_at": None,
         "started_at": None,

@@ -109,7 +109,7 @@ async def release_queued(conn: AsyncConnection, server_id: uuid.UUID, now: datet
     result = await conn.execute(
         links.update()
         .where(links.c.server_id == server_id, links.c.status.in_(sources(LinkEvent.RELEASE)))
-        .values(status=LinkStatus.PENDING, server_id=None, assigned_at=None, updated_at=now)
+        .values(status=LinkStatus.PENDING, server_id=None, updated_at=now)
         .returning(links.c.id)
     )
     released = len(result.all())

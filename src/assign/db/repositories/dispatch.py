@@ -1,0 +1,334 @@
+"""SQL of the dispatcher's tick: each function one set-based statement or a few.
+
+The PostgreSQL/SQLite differences of the dispatcher are here: row locks with SKIP LOCKED and
+array-driven bulk updates on PostgreSQL; the single writer makes both unnecessary on SQLite.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assign.db.repositories import requests as requests_repo
+from assign.db.tables import links, requests, servers
+from assign.domain.backoff import retry_delay
+from assign.domain.states import (
+    ASSIGN_SERVICE,
+    IN_FLIGHT,
+    REQUEST_FINAL,
+    WORKING,
+    LinkEvent,
+    LinkStatus,
+    RequestStatus,
+    ServerStatus,
+    sources,
+)
+
+
+def _pg(conn: AsyncConnection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+# --- step 1: lost servers ------------------------------------------------------------------
+
+
+async def expire_servers(
+    conn: AsyncConnection, *, silent_since: datetime, now: datetime
+) -> list[uuid.UUID]:
+    """Online tool servers with no heartbeat since ``silent_since`` -> offline; their ids."""
+    last_seen = sa.func.coalesce(servers.c.last_health_check, servers.c.created_at)
+    query = (
+        servers.update()
+        .where(
+            servers.c.status == ServerStatus.ONLINE,
+            servers.c.service != ASSIGN_SERVICE,
+            last_seen < silent_since,
+        )
+        .values(status=ServerStatus.OFFLINE, updated_at=now)
+        .returning(servers.c.id)
+    )
+    return sorted(r.id for r in await conn.execute(query))
+
+
+async def release_queued(
+    conn: AsyncConnection, *, server_ids: Sequence[uuid.UUID], now: datetime
+) -> list[Row[Any]]:
+    """Queued links of these servers -> pending (server cleared); (id, server_id) of each."""
+    owners_query = sa.select(links.c.id, links.c.server_id).where(
+        links.c.server_id.in_(server_ids), links.c.status.in_(sources(LinkEvent.RELEASE))
+    )
+    if _pg(conn):
+        owners_query = owners_query.with_for_update()
+    owners = (await conn.execute(owners_query)).all()
+    if owners:
+        await conn.execute(
+            links.update()
+            .where(links.c.id.in_([r.id for r in owners]))
+            .values(status=LinkStatus.PENDING, server_id=None, updated_at=now)
+        )
+    return list(owners)
+
+
+async def fail_working(
+    conn: AsyncConnection, *, condition: Any, error: str, now: datetime
+) -> list[Row[Any]]:
+    """Running/connecting links matching ``condition`` -> failed with ``error``; (id, server_id,
+    retry_count) of each."""
+    query = (
+        links.update()
+        .where(links.c.status.in_(sorted(WORKING)), condition)
+        .values(status=LinkStatus.FAILED, error=error, updated_at=now)
+        .returning(links.c.id, links.c.server_id, links.c.retry_count)
+    )
+    return list((await conn.execute(query)).all())
+
+
+def on_servers(server_ids: Sequence[uuid.UUID]) -> Any:
+    return links.c.server_id.in_(server_ids)
+
+
+def started_before(cutoff: datetime) -> Any:
+    return links.c.started_at < cutoff
+
+
+async def set_retry_times(
+    conn: AsyncConnection, rows: Sequence[Row[Any]], *, now: datetime, base: float, cap: float
+) -> None:
+    """Back-off of freshly failed links: ``retry_at`` = now + delay(retry_count), with jitter."""
+    if not rows:
+        return
+    ids = [r.id for r in rows]
+    times = [now + timedelta(seconds=retry_delay(r.retry_count, base=base, cap=cap)) for r in rows]
+    if _pg(conn):
+        await conn.execute(
+            sa.text(
+                "UPDATE links SET retry_at = v.retry_at FROM unnest("
+                "CAST(:ids AS uuid[]), CAST(:times AS timestamptz[])) AS v(id, retry_at) "
+                "WHERE links.id = v.id"
+            ),
+            {"ids": ids, "times": times},
+        )
+    else:
+        await conn.execute(
+            links.update()
+            .where(links.c.id == sa.bindparam("b_id"))
+            .values(retry_at=sa.bindparam("b_at")),
+            [{"b_id": i, "b_at": t} for i, t in zip(ids, times, strict=True)],
+        )
+
+
+# --- steps 3 and 4: retries ----------------------------------------------------------------
+
+
+def _request_open() -> Any:
+    return links.c.request_id.in_(
+        sa.select(requests.c.id).where(requests.c.status.not_in(sorted(REQUEST_FINAL)))
+    )
+
+
+async def retry_due(conn: AsyncConnection, *, now: datetime) -> int:
+    """Retryable failed links whose back-off has run out (of open requests) -> queue; how many."""
+    from assign.db.repositories.links import RETRYABLE, _retry_values
+
+    query = (
+        links.update()
+        .where(
+            RETRYABLE, sa.or_(links.c.retry_at.is_(None), links.c.retry_at <= now), _request_open()
+        )
+        .values(**_retry_values(now))
+        .returning(links.c.id)
+    )
+    return len((await conn.execute(query)).all())
+
+
+# --- step 5: assignment --------------------------------------------------------------------
+
+
+async def free_servers(conn: AsyncConnection) -> list[Row[Any]]:
+    """Online tool servers with a free slot, locked (skipping those another writer holds)."""
+    query = (
+        sa.select(
+            servers.c.id,
+            servers.c.priority,
+            (servers.c.max_threads - servers.c.active_tasks).label("free"),
+            servers.c.service_types,
+        )
+        .where(
+            servers.c.status == ServerStatus.ONLINE,
+            servers.c.service != ASSIGN_SERVICE,
+            servers.c.active_tasks < servers.c.max_threads,
+        )
+        .order_by(servers.c.priority.desc(), servers.c.id)
+    )
+    if _pg(conn):
+        query = query.with_for_update(skip_locked=True)
+    return list((await conn.execute(query)).all())
+
+
+async def pending_window(
+    conn: AsyncConnection,
+    *,
+    size: int,
+    skip_emails: Sequence[str],
+    skip_types: Sequence[str],
+) -> list[Row[Any]]:
+    """The next ``size`` pending links in dispatch order, locked; accounts and service types
+    that can take nothing more this tick are left out."""
+    query = sa.select(links.c.id, links.c.service_type, links.c.email).where(
+        links.c.status == LinkStatus.PENDING, links.c.server_id.is_(None)
+    )
+    if skip_emails:
+        query = query.where(
+            sa.or_(links.c.email.is_(None), links.c.email.not_in(list(skip_emails)))
+        )
+    if skip_types:
+        query = query.where(links.c.service_type.not_in(list(skip_types)))
+    # a literal LIMIT keeps PostgreSQL on the index (a bound one tempted it into a full scan)
+    query = query.order_by(links.c.priority.desc(), links.c.created_at, links.c.id).limit(
+        sa.literal_column(str(int(size)))
+    )
+    if _pg(conn):
+        query = query.with_for_update(skip_locked=True)
+    return list((await conn.execute(query)).all())
+
+
+async def account_usage(
+    conn: AsyncConnection,
+    *,
+    emails: Sequence[str],
+    day_start: datetime,
+    cooldown_since: datetime | None,
+) -> tuple[dict[str, int], dict[str, datetime]]:
+    """({email: completed today + in flight}, {email: last dispatch within the cooldown})."""
+    used: dict[str, int] = {}
+    recent: dict[str, datetime] = {}
+    for start in range(0, len(emails), 500):
+        chunk = list(emails[start : start + 500])
+        counted = sa.or_(
+            links.c.status.in_(sorted(IN_FLIGHT)),
+            sa.and_(links.c.status == LinkStatus.COMPLETED, links.c.completed_at >= day_start),
+        )
+        rows = await conn.execute(
+            sa.select(links.c.email, sa.func.count())
+            .where(links.c.email.in_(chunk), counted)
+            .group_by(links.c.email)
+        )
+        used.update({r[0]: int(r[1]) for r in rows})
+        if cooldown_since is not None:
+            rows = await conn.execute(
+                sa.select(links.c.email, sa.func.max(links.c.assigned_at))
+                .where(
+                    links.c.email.in_(chunk),
+                    links.c.assigned_at.is_not(None),
+                    links.c.assigned_at >= cooldown_since,
+                )
+                .group_by(links.c.email)
+            )
+            recent.update({r[0]: r[1] for r in rows})
+    return used, recent
+
+
+async def apply_assignments(
+    conn: AsyncConnection, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]], *, now: datetime
+) -> int:
+    """Pending links -> queued on their servers, and the servers' ``active_tasks`` raised."""
+    if not pairs:
+        return 0
+    counts: dict[uuid.UUID, int] = {}
+    for _, server_id in pairs:
+        counts[server_id] = counts.get(server_id, 0) + 1
+    if _pg(conn):
+        result = await conn.execute(
+            sa.text(
+                "UPDATE links SET status = 'queued', server_id = v.server_id, assigned_at = :now, "
+                "updated_at = :now FROM unnest(CAST(:ids AS uuid[]), CAST(:servers AS uuid[])) "
+                "AS v(id, server_id) WHERE links.id = v.id AND links.status = 'pending'"
+            ),
+            {"ids": [p[0] for p in pairs], "servers": [p[1] for p in pairs], "now": now},
+        )
+        moved = result.rowcount
+        await conn.execute(
+            sa.text(
+                "UPDATE servers SET active_tasks = servers.active_tasks + v.n FROM unnest("
+                "CAST(:ids AS uuid[]), CAST(:ns AS integer[])) AS v(id, n) WHERE servers.id = v.id"
+            ),
+            {"ids": list(counts), "ns": list(counts.values())},
+        )
+    else:
+        await conn.execute(
+            links.update()
+            .where(links.c.id == sa.bindparam("b_id"), links.c.status == LinkStatus.PENDING)
+            .values(
+                status=LinkStatus.QUEUED,
+                server_id=sa.bindparam("b_server"),
+                assigned_at=now,
+                updated_at=now,
+            ),
+            [{"b_id": link_id, "b_server": server_id} for link_id, server_id in pairs],
+        )
+        moved = len(pairs)  # the single writer holds the rows: all were pending
+        await conn.execute(
+            servers.update()
+            .where(servers.c.id == sa.bindparam("b_id"))
+            .values(active_tasks=servers.c.active_tasks + sa.bindparam("b_n")),
+            [{"b_id": k, "b_n": v} for k, v in counts.items()],
+        )
+    if moved != len(pairs):
+        raise RuntimeError("a locked pending link changed under the dispatcher")
+    return moved
+
+
+# --- step 6: requests ----------------------------------------------------------------------
+
+
+async def start_requests(conn: AsyncConnection, *, now: datetime) -> int:
+    """Pending requests with a dispatched link -> running; how many."""
+    dispatched = sa.exists().where(
+        links.c.request_id == requests.c.id,
+        links.c.status.in_(sorted(IN_FLIGHT | {LinkStatus.COMPLETED})),
+    )
+    query = (
+        requests.update()
+        .where(requests.c.status == RequestStatus.PENDING, dispatched)
+        .values(**requests_repo.status_values(RequestStatus.RUNNING, now))
+        .returning(requests.c.id)
+    )
+    return len((await conn.execute(query)).all())
+
+
+async def finished_requests(conn: AsyncConnection, *, limit: int = 500) -> list[Row[Any]]:
+    """Running/connecting requests with links and none active; with whether any completed."""
+    any_completed = (
+        sa.exists()
+        .where(links.c.request_id == requests.c.id, links.c.status == LinkStatus.COMPLETED)
+        .label("any_completed")
+    )
+    query = (
+        sa.select(requests.c.id, requests.c.status, requests.c.config, any_completed)
+        .where(
+            requests.c.status.in_([RequestStatus.RUNNING, RequestStatus.CONNECTING]),
+            requests_repo.has_links(),
+            ~requests_repo.has_active_links(count_retryable=True),
+        )
+        .order_by(requests.c.priority.desc(), requests.c.created_at)
+        .limit(limit)
+    )
+    if _pg(conn):
+        query = query.with_for_update(of=requests, skip_locked=True)
+    return list((await conn.execute(query)).all())
+
+
+async def count_links_by_status(conn: AsyncConnection, statuses: Sequence[str]) -> dict[str, int]:
+    """Link counts for the given statuses (index-only on PostgreSQL)."""
+    rows = await conn.execute(
+        sa.select(links.c.status, sa.func.count())
+        .where(links.c.status.in_(statuses))
+        .group_by(links.c.status)
+    )
+    return {r[0]: int(r[1]) for r in rows}

@@ -1,0 +1,118 @@
+"""Leadership: among several dispatchers on one database, exactly one acts at a time.
+
+PostgreSQL: a session advisory lock held on a dedicated connection. When the leader dies (even
+``kill -9``) its connection closes, the lock is released at once, and the next dispatcher to try
+takes over on its following tick. SQLite: a lease row renewed every tick.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assign.db.tables import dispatcher_lease
+from assign.services.context import Context
+
+log = logging.getLogger("assign.dispatcher")
+
+LOCK_KEY = 0x61737369676E  # "assign"
+LEASE_NAME = "dispatcher"
+
+
+class Leadership:
+    def __init__(self, ctx: Context, *, lease_seconds: float) -> None:
+        self.ctx = ctx
+        self.lease_seconds = lease_seconds
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._conn: AsyncConnection | None = None
+        self._listening = False
+
+    async def acquire(self, now: datetime) -> bool:
+        """True when this process is the leader for the coming tick."""
+        if self.ctx.db.is_sqlite:
+            return await self._renew_lease(now)
+        return await self._hold_lock()
+
+    async def _hold_lock(self) -> bool:
+        try:
+            if self._conn is None:
+                self._conn = await self.ctx.db.engine.connect()
+                await self._conn.execution_options(isolation_level="AUTOCOMMIT")
+                got = (
+                    await self._conn.execute(
+                        sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}
+                    )
+                ).scalar_one()
+                if not got:
+                    await self._drop()
+                    return False
+                log.info("dispatcher became leader", extra={"holder": self.holder})
+                return True
+            await self._conn.execute(sa.text("SELECT 1"))  # still connected, so still the holder
+            return True
+        except Exception as exc:
+            log.warning(
+                "dispatcher lost its lock connection", extra={"error_type": type(exc).__name__}
+            )
+            await self._drop()
+            return False
+
+    async def raw_connection(self) -> Any | None:
+        """The asyncpg connection holding the lock (for LISTEN), when leader on PostgreSQL."""
+        if self._conn is None:
+            return None
+        raw = await self._conn.get_raw_connection()
+        return raw.driver_connection
+
+    async def _renew_lease(self, now: datetime) -> bool:
+        expires = now + timedelta(seconds=self.lease_seconds)
+        async with self.ctx.db.transaction() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(dispatcher_lease).where(dispatcher_lease.c.name == LEASE_NAME)
+                )
+            ).first()
+            if row is None:
+                await conn.execute(
+                    dispatcher_lease.insert().values(
+                        name=LEASE_NAME, holder=self.holder, expires_at=expires
+                    )
+                )
+                return True
+            if row.holder != self.holder and row.expires_at > now:
+                return False
+            await conn.execute(
+                dispatcher_lease.update()
+                .where(dispatcher_lease.c.name == LEASE_NAME)
+                .values(holder=self.holder, expires_at=expires)
+            )
+            return True
+
+    async def release(self) -> None:
+        if self.ctx.db.is_sqlite:
+            try:
+                async with self.ctx.db.transaction() as conn:
+                    await conn.execute(
+                        dispatcher_lease.delete().where(
+                            dispatcher_lease.c.name == LEASE_NAME,
+                            dispatcher_lease.c.holder == self.holder,
+                        )
+                    )
+            except Exception:
+                log.warning("could not release the dispatcher lease")
+        await self._drop()
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except Exception:
+                await conn.invalidate()

@@ -1,0 +1,96 @@
+"""The dispatcher loop: lead or wait, tick, then sleep until new work, the interval or a stop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from assign import metrics
+from assign.db.engine import DatabaseUnavailable
+from assign.dispatcher.leader import Leadership
+from assign.dispatcher.steps import tick
+from assign.services.context import Context
+from assign.services.wake import WAKE_CHANNEL
+
+log = logging.getLogger("assign.dispatcher")
+
+#: shortest pause between two ticks, however often work arrives
+MIN_GAP = 0.02
+#: how often the links-by-state gauge is refreshed
+GAUGE_SECONDS = 10.0
+
+
+async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
+    """Run until ``stop`` is set; a tick in progress finishes first."""
+    interval = ctx.settings.dispatch_interval
+    leadership = Leadership(ctx, lease_seconds=max(5.0, 3 * interval))
+    listening_on = None
+    last_gauge = 0.0
+    log.info("dispatcher started", extra={"holder": leadership.holder, "interval": interval})
+    try:
+        while not stop.is_set():
+            ctx.wake.clear()
+            busy = False
+            try:
+                leader = await leadership.acquire(ctx.clock.now())
+                metrics.leader.set(1 if leader else 0)
+                if leader:
+                    raw = await leadership.raw_connection()
+                    if raw is not None and raw is not listening_on:
+                        await raw.add_listener(WAKE_CHANNEL, lambda *_: ctx.wake.set())
+                        listening_on = raw
+                    started = time.perf_counter()
+                    report = await tick(ctx)
+                    metrics.tick_seconds.observe(time.perf_counter() - started)
+                    busy = report.busy
+                    if time.monotonic() - last_gauge > GAUGE_SECONDS:
+                        await refresh_gauge(ctx)
+                        last_gauge = time.monotonic()
+            except (DatabaseUnavailable, OSError) as exc:
+                log.warning(
+                    "dispatcher tick skipped: database unavailable",
+                    extra={"error": type(exc).__name__},
+                )
+                listening_on = None
+            except Exception:
+                log.exception("dispatcher tick failed")
+            await _pause(ctx, stop, 0 if busy else interval)
+    finally:
+        await leadership.release()
+        metrics.leader.set(0)
+        log.info("dispatcher stopped", extra={"holder": leadership.holder})
+
+
+async def _pause(ctx: Context, stop: asyncio.Event, seconds: float) -> None:
+    """Sleep ``seconds``, cut short by new work or a stop (never less than MIN_GAP)."""
+    await asyncio.sleep(MIN_GAP)
+    if seconds <= MIN_GAP or stop.is_set():
+        return
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(ctx.wake.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=seconds - MIN_GAP, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+async def refresh_gauge(ctx: Context) -> None:
+    from assign.db.repositories.dispatch import count_links_by_status
+    from assign.domain.states import LinkStatus
+
+    live = [s.value for s in LinkStatus if s not in (LinkStatus.COMPLETED, LinkStatus.CANCELED)]
+    async with ctx.db.read() as conn:
+        counts = await count_links_by_status(conn, live)
+    for status in live:
+        metrics.links_by_state.labels(status).set(counts.get(status, 0))
+
+
+async def main(ctx: Context) -> None:
+    """``assign dispatch``: run until SIGTERM or SIGINT."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await run_dispatcher(ctx, stop=stop)

@@ -1,0 +1,221 @@
+"""The six steps of a dispatcher tick, each in its own short transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assign import metrics
+from assign.db.repositories import catalog
+from assign.db.repositories import dispatch as repo
+from assign.db.repositories import links as links_repo
+from assign.db.repositories import requests as requests_repo
+from assign.db.repositories import servers as servers_repo
+from assign.domain import dispatch as policy
+from assign.domain.ratelimit import RateLimit, allowance, start_of_day
+from assign.domain.states import RequestStatus
+from assign.services.context import Context
+from assign.services.requests import connect_in
+
+#: links placed per assignment statement; a tick repeats until slots or links run out
+BATCH = 5000
+#: windows of pending links read per batch before giving up on a crowded queue head
+MAX_WINDOWS = 8
+
+
+@dataclass
+class TickReport:
+    servers_lost: int = 0
+    released: int = 0
+    lost_failed: int = 0
+    stale_failed: int = 0
+    retried: int = 0
+    exhausted: int = 0
+    assigned: int = 0
+    held_back: int = 0
+    started: int = 0
+    finished: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def busy(self) -> bool:
+        """True when the tick did something that may let the next one do more."""
+        return bool(self.assigned or self.retried or self.released)
+
+
+async def expire_lost_servers(ctx: Context, now: datetime, report: TickReport) -> None:
+    """Step 1: silent servers -> offline; queued links back to pending, running ones failed."""
+    settings = ctx.settings
+    silent_since = now - timedelta(minutes=settings.server_timeout_minutes)
+
+    async def work(conn: AsyncConnection) -> None:
+        lost = await repo.expire_servers(conn, silent_since=silent_since, now=now)
+        if not lost:
+            return
+        released = await repo.release_queued(conn, server_ids=lost, now=now)
+        failed = await repo.fail_working(
+            conn, condition=repo.on_servers(lost), error="server lost: no heartbeat", now=now
+        )
+        await repo.set_retry_times(
+            conn, failed, now=now, base=settings.retry_base_seconds, cap=settings.retry_max_seconds
+        )
+        await servers_repo.add_tasks(conn, [(r.server_id, -1) for r in (*released, *failed)])
+        report.servers_lost += len(lost)
+        report.released += len(released)
+        report.lost_failed += len(failed)
+
+    await ctx.db.run(work)
+    metrics.rescued.labels("server_lost").inc(report.lost_failed + report.released)
+
+
+async def expire_stale_links(ctx: Context, now: datetime, report: TickReport) -> None:
+    """Step 2: running/connecting links past the stale timeout -> failed (slot freed)."""
+    settings = ctx.settings
+    minutes = settings.stale_timeout_minutes
+    cutoff = now - timedelta(minutes=minutes)
+
+    async def work(conn: AsyncConnection) -> None:
+        failed = await repo.fail_working(
+            conn,
+            condition=repo.started_before(cutoff),
+            error=f"stale: no result within {minutes:g} minutes",
+            now=now,
+        )
+        await repo.set_retry_times(
+            conn, failed, now=now, base=settings.retry_base_seconds, cap=settings.retry_max_seconds
+        )
+        await servers_repo.add_tasks(conn, [(r.server_id, -1) for r in failed])
+        report.stale_failed += len(failed)
+
+    await ctx.db.run(work)
+    metrics.rescued.labels("stale").inc(report.stale_failed)
+
+
+async def retry_failed(ctx: Context, now: datetime, report: TickReport) -> None:
+    """Step 3: retryable failed links whose back-off has run out -> back to the queue."""
+    async with ctx.db.transaction() as conn:
+        report.retried += await repo.retry_due(conn, now=now)
+    metrics.retried.inc(report.retried)
+
+
+async def cancel_exhausted(ctx: Context, now: datetime, report: TickReport) -> None:
+    """Step 4: failed links with no retries left -> canceled."""
+    async with ctx.db.transaction() as conn:
+        report.exhausted += await links_repo.mark_final_failed(conn, request_id=None, now=now)
+    metrics.canceled.inc(report.exhausted)
+
+
+async def assign_pending(ctx: Context, now: datetime, report: TickReport) -> None:
+    """Step 5: pending links -> queued on servers with free slots, within account limits."""
+    async with ctx.db.read() as conn:
+        limit = RateLimit.from_settings(await catalog.get_settings(conn, "rate_limit"))
+    day_start = start_of_day(now, ctx.settings.tz)
+    cooldown_since = (
+        now - timedelta(minutes=limit.cooldown_minutes) if limit.cooldown_minutes > 0 else None
+    )
+    while True:
+        placed = await ctx.db.run(
+            lambda conn: _assign_batch(conn, now, limit, day_start, cooldown_since, report)
+        )
+        if placed < BATCH:
+            break
+    metrics.dispatched.inc(report.assigned)
+    metrics.held_back.inc(report.held_back)
+
+
+async def _assign_batch(
+    conn: AsyncConnection,
+    now: datetime,
+    limit: RateLimit,
+    day_start: datetime,
+    cooldown_since: datetime | None,
+    report: TickReport,
+) -> int:
+    rows = await repo.free_servers(conn)
+    free = [
+        policy.FreeServer(r.id, r.priority, r.free, frozenset(r.service_types or ())) for r in rows
+    ]
+    slots = min(sum(s.free for s in free), BATCH)
+    if slots <= 0:
+        return 0
+    budget: dict[str, int] = {}
+    skip_emails: set[str] = set()
+    skip_types: set[str] = set()
+    placed = 0
+    for _ in range(MAX_WINDOWS):
+        want = slots - placed
+        size = max(want * 2, 100)
+        if want <= 0:
+            break
+        window = await repo.pending_window(
+            conn, size=size, skip_emails=sorted(skip_emails), skip_types=sorted(skip_types)
+        )
+        if not window:
+            break
+        fresh = sorted({r.email for r in window if r.email is not None and r.email not in budget})
+        if fresh:
+            used, recent = await repo.account_usage(
+                conn, emails=fresh, day_start=day_start, cooldown_since=cooldown_since
+            )
+            for email in fresh:
+                budget[email] = allowance(
+                    limit,
+                    done_today=0,
+                    in_flight=used.get(email, 0),
+                    last_dispatch=recent.get(email),
+                    now=now,
+                )
+        candidates = [policy.Candidate(r.id, r.service_type, r.email) for r in window]
+        plan = policy.plan(candidates, free, budget)
+        # applied per window, so the next window reads past these links
+        placed += await repo.apply_assignments(conn, plan.assignments[:want], now=now)
+        report.held_back += plan.held_back
+        skip_emails |= plan.held_emails
+        skip_types |= plan.unplaceable_types
+        if len(window) < size or len(skip_emails) > 5000:
+            break
+    report.assigned += placed
+    return placed
+
+
+async def close_requests(ctx: Context, now: datetime, report: TickReport) -> None:
+    """Step 6: start requests with dispatched links; close those whose links are all done."""
+
+    async def work(conn: AsyncConnection) -> None:
+        report.started += await repo.start_requests(conn, now=now)
+        for row in await repo.finished_requests(conn):
+            wants_connect = isinstance(row.config, dict) and row.config.get("connect") is True
+            if row.status == RequestStatus.RUNNING and wants_connect:
+                connected, canceled = await connect_in(conn, row.id, now)
+                if connected:
+                    status = RequestStatus.CONNECTING
+                else:
+                    status = RequestStatus.FAILED
+            else:
+                status = RequestStatus.COMPLETED if row.any_completed else RequestStatus.FAILED
+            await requests_repo.set_status(conn, row.id, status, now)
+            report.finished[status] = report.finished.get(status, 0) + 1
+            if status != RequestStatus.CONNECTING:
+                metrics.requests_finished.labels(status.value).inc()
+
+    await ctx.db.run(work)
+
+
+STEPS = (
+    expire_lost_servers,
+    expire_stale_links,
+    retry_failed,
+    cancel_exhausted,
+    assign_pending,
+    close_requests,
+)
+
+
+async def tick(ctx: Context, now: datetime | None = None) -> TickReport:
+    """One pass of the six steps, in order, each in its own transaction."""
+    now = now or ctx.clock.now()
+    report = TickReport()
+    for step in STEPS:
+        await step(ctx, now, report)
+    return report
