@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+# the *_created series only add noise to every counter and histogram
+disable_created_metrics()
 
 registry = CollectorRegistry(auto_describe=True)
 
