@@ -8,6 +8,7 @@ wait on ``busy_timeout``. On PostgreSQL a transaction that loses a deadlock is r
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -24,6 +25,12 @@ T = TypeVar("T")
 
 #: SQLSTATEs that mean "run the transaction again": deadlock, serialization failure.
 RETRYABLE_SQLSTATES = {"40P01", "40001"}
+
+
+#: the transaction open in the current task, as (database, connection)
+_current: contextvars.ContextVar[tuple[Database, AsyncConnection] | None] = contextvars.ContextVar(
+    "assign_transaction", default=None
+)
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -137,10 +144,22 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """One write transaction (no automatic retry; see :meth:`run`)."""
+        """One write transaction (no automatic retry; see :meth:`run`).
+
+        Inside another transaction of this database in the same task, it joins that one, so a
+        use case can be made part of a larger unit (e.g. an idempotent request) unchanged.
+        """
+        outer = _current.get()
+        if outer is not None and outer[0] is self:
+            yield outer[1]
+            return
         try:
             async with self._begin() as conn:
-                yield conn
+                token = _current.set((self, conn))
+                try:
+                    yield conn
+                finally:
+                    _current.reset(token)
         except Exception as exc:
             if is_connection_error(exc):
                 raise DatabaseUnavailable(str(exc)) from exc
@@ -148,6 +167,9 @@ class Database:
 
     async def run(self, work: Callable[[AsyncConnection], Awaitable[T]], *, attempts: int = 3) -> T:
         """Run ``work`` in a transaction, again when PostgreSQL reports a deadlock."""
+        outer = _current.get()
+        if outer is not None and outer[0] is self:
+            return await work(outer[1])  # the outer transaction is the one to run again
         for attempt in range(1, attempts + 1):
             try:
                 async with self.transaction() as conn:

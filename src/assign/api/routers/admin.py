@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from assign.api import responses
-from assign.api.deps import Ctx, clamp_limit, parse_choice, parse_statuses, secured
+from assign.api import idempotency, responses
+from assign.api.deps import Caller, Ctx, clamp_limit, parse_choice, parse_statuses, secured
+from assign.api.idempotency import IdempotencyKey
 from assign.api.responses import JSON
 from assign.api.schemas import inputs
 from assign.api.schemas import resources as out
@@ -48,9 +49,17 @@ def _changes(body: BaseModel) -> dict[str, Any]:
     summary="Create a server and its API key (shown once)",
     response_model=ItemOut[out.ServerWithKeyOut],
 )
-async def create_server(ctx: Ctx, body: inputs.ServerCreateIn) -> JSON:
-    server = await servers.create_server(ctx, **body.model_dump())
-    return responses.item(server, status_code=201)
+async def create_server(
+    body: inputs.ServerCreateIn,
+    ctx: Ctx,
+    caller: Caller,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> JSON:
+    async def call() -> dict[str, Any]:
+        return {"success": True, "data": await servers.create_server(ctx, **body.model_dump())}
+
+    return await idempotency.respond(ctx, request, caller, idempotency_key, call, 201)
 
 
 @router.get("/servers", summary="All servers", response_model=ListOut[out.ServerOut])
@@ -104,10 +113,20 @@ async def delete_server(ctx: Ctx, server_id: uuid.UUID) -> JSON:
 @router.post(
     "/requests", status_code=201, summary="Create a request", response_model=ItemOut[out.RequestOut]
 )
-async def create_request(ctx: Ctx, body: inputs.RequestCreateIn) -> JSON:
-    return responses.item(
-        await requests.create_request(ctx, values=body.model_dump()), status_code=201
-    )
+async def create_request(
+    body: inputs.RequestCreateIn,
+    ctx: Ctx,
+    caller: Caller,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> JSON:
+    async def call() -> dict[str, Any]:
+        return {
+            "success": True,
+            "data": await requests.create_request(ctx, values=body.model_dump()),
+        }
+
+    return await idempotency.respond(ctx, request, caller, idempotency_key, call, 201)
 
 
 @router.get("/requests", summary="Requests", response_model=ListOut[out.RequestOut])
@@ -152,8 +171,17 @@ async def update_request(ctx: Ctx, request_id: uuid.UUID, body: inputs.RequestPa
 @router.post(
     "/sites", status_code=201, summary="Create a site", response_model=ItemOut[out.SiteOut]
 )
-async def create_site(ctx: Ctx, body: inputs.SiteCreateIn) -> JSON:
-    return responses.item(await catalog.create_site(ctx, values=body.model_dump()), status_code=201)
+async def create_site(
+    body: inputs.SiteCreateIn,
+    ctx: Ctx,
+    caller: Caller,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> JSON:
+    async def call() -> dict[str, Any]:
+        return {"success": True, "data": await catalog.create_site(ctx, values=body.model_dump())}
+
+    return await idempotency.respond(ctx, request, caller, idempotency_key, call, 201)
 
 
 @router.get("/sites", summary="Sites", response_model=ListOut[out.SiteOut])
@@ -197,10 +225,20 @@ async def delete_site(ctx: Ctx, site_id: uuid.UUID) -> JSON:
     summary="Create a posting account",
     response_model=ItemOut[out.AccountOut],
 )
-async def create_account(ctx: Ctx, body: inputs.AccountCreateIn) -> JSON:
-    return responses.item(
-        await catalog.create_account(ctx, values=body.model_dump()), status_code=201
-    )
+async def create_account(
+    body: inputs.AccountCreateIn,
+    ctx: Ctx,
+    caller: Caller,
+    request: Request,
+    idempotency_key: IdempotencyKey = None,
+) -> JSON:
+    async def call() -> dict[str, Any]:
+        return {
+            "success": True,
+            "data": await catalog.create_account(ctx, values=body.model_dump()),
+        }
+
+    return await idempotency.respond(ctx, request, caller, idempotency_key, call, 201)
 
 
 @router.get(

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Request
 
-from assign.api import responses
-from assign.api.deps import Ctx, clamp_limit, parse_choice, parse_ids, parse_statuses, secured
+from assign.api import idempotency, responses
+from assign.api.deps import (
+    Caller,
+    Ctx,
+    clamp_limit,
+    parse_choice,
+    parse_ids,
+    parse_statuses,
+    secured,
+)
+from assign.api.idempotency import IdempotencyKey
 from assign.api.responses import JSON
 from assign.api.schemas import inputs
 from assign.api.schemas import resources as out
@@ -304,9 +313,18 @@ async def account_stats(
     summary="Create up to 5,000 links, all or none",
     response_model=out.CreatedOut,
 )
-async def create_links(ctx: Ctx, body: inputs.LinksBulkIn) -> JSON:
-    created = await links.create_links(ctx, items=[item.__dict__ for item in body.links])
-    return responses.ok(created=created)
+async def create_links(
+    ctx: Ctx,
+    caller: Caller,
+    request: Request,
+    body: inputs.LinksBulkIn,
+    idempotency_key: IdempotencyKey = None,
+) -> JSON:
+    async def call() -> dict[str, Any]:
+        created = await links.create_links(ctx, items=[item.__dict__ for item in body.links])
+        return {"success": True, "created": created}
+
+    return await idempotency.respond(ctx, request, caller, idempotency_key, call)
 
 
 @router.put(
