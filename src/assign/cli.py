@@ -190,6 +190,20 @@ def admin_key_create(name: Annotated[str, typer.Option(help="who uses it")] = "a
     print(key)
 
 
+@secrets_app.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every stored password under ASSIGN_SECRET_KEY (older keys in
+    ASSIGN_OLD_SECRET_KEYS are still read). Safe while the service runs."""
+    from assign.services import secrets
+
+    settings = load_settings()
+    reports = _with_context(settings, secrets.rotate)
+    table = Table("table", "values scanned", "re-encrypted")
+    for name, report in reports.items():
+        table.add_row(name, str(report.scanned), str(report.rotated))
+    console.print(table)
+
+
 @app.command()
 def stats() -> None:
     """Links, requests and servers counted by state."""
