@@ -79,10 +79,7 @@ def serve(
     except MissingSecret as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
-    if settings.is_sqlite:
-        from assign.db.migrate import upgrade
-
-        upgrade(settings.database_url)
+    _prepare_schema(settings)
     os.environ["ASSIGN__DISPATCHER"] = "0" if no_dispatcher else "1"
     uvicorn.run(
         "assign.cli:_asgi_factory",
@@ -96,6 +93,26 @@ def serve(
         loop="uvloop",
         http="httptools",
     )
+
+
+def _prepare_schema(settings: Settings) -> None:
+    """Migrate the embedded SQLite database; insist that PostgreSQL was migrated by command."""
+    from assign.db.migrate import current_revision, head_revision, upgrade
+
+    if settings.is_sqlite:
+        upgrade(settings.database_url)
+        return
+    try:
+        current = asyncio.run(current_revision(settings.database_url))
+    except Exception as exc:
+        err.print(f"[red]Cannot reach the database:[/red] {type(exc).__name__}: {exc}")
+        raise typer.Exit(2) from None
+    if current != head_revision():
+        err.print(
+            f"[red]The database schema is at {current or 'nothing'}, this Assign needs "
+            f"{head_revision()}: run `assign migrate` first.[/red]"
+        )
+        raise typer.Exit(2)
 
 
 def _asgi_factory() -> Any:
@@ -117,10 +134,7 @@ def dispatch() -> None:
 
     settings = load_settings()
     assign_logging.setup(settings.log_level, json=settings.log_json)
-    if settings.is_sqlite:
-        from assign.db.migrate import upgrade
-
-        upgrade(settings.database_url)
+    _prepare_schema(settings)
     _with_context(settings, dispatcher_main)
 
 
@@ -216,6 +230,50 @@ def stats() -> None:
         for k, v in sorted(counts.items()):
             table.add_row(k, str(v))
         console.print(table)
+
+
+@app.command()
+def demo(
+    links: Annotated[int, typer.Option(min=20, help="links in all campaigns")] = 3000,
+    servers: Annotated[int, typer.Option(min=2, help="simulated tool servers (one dies)")] = 6,
+    accounts: Annotated[int, typer.Option(min=8, help="posting accounts")] = 150,
+    fail_rate: Annotated[float, typer.Option(min=0, max=0.9, help="share of links failing")] = 0.1,
+    task_seconds: Annotated[
+        float, typer.Option(min=0.01, help="mean simulated work per link, seconds")
+    ] = 0.4,
+    cooldown_seconds: Annotated[
+        float, typer.Option(min=0, help="rate limit: seconds between two posts of an account")
+    ] = 0.25,
+    timeout: Annotated[float, typer.Option(min=1, help="give up after this many seconds")] = 300,
+    database_url: Annotated[
+        str | None, typer.Option(help="database to use; default: SQLite in a temporary directory")
+    ] = None,
+    port: Annotated[int, typer.Option(min=0, help="port of the service; 0: any free one")] = 0,
+    seed: Annotated[int | None, typer.Option(help="random seed of the simulation")] = None,
+) -> None:
+    """A simulated fleet end to end: the service and its dispatcher, tool servers (one dies),
+    campaigns of thousands of links, live progress, then a summary."""
+    from assign.demo import run as demo_run
+
+    config = demo_run.DemoConfig(
+        links=links,
+        servers=servers,
+        accounts=accounts,
+        fail_rate=fail_rate,
+        task_seconds=task_seconds,
+        cooldown_seconds=cooldown_seconds,
+        timeout=timeout,
+        database_url=database_url,
+        port=port or None,
+        seed=seed,
+    )
+    try:
+        summary = demo_run.main(config, console)
+    except demo_run.service.ServiceError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    if not summary.finished:
+        raise typer.Exit(1)
 
 
 def main() -> None:

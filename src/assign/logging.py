@@ -68,3 +68,4 @@ def setup(level: str = "INFO", *, json: bool = True) -> None:
     # the access log is ours (with request ids); uvicorn's would print query strings
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -25,3 +25,25 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 async def upgrade_async(url: str, revision: str = "head") -> None:
     await asyncio.to_thread(upgrade, url, revision)
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() or ""
+
+
+async def current_revision(url: str) -> str | None:
+    """The schema revision stored in the database, or None when it was never migrated."""
+    import sqlalchemy as sa
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            has_table = await conn.run_sync(lambda c: sa.inspect(c).has_table("alembic_version"))
+            if not has_table:
+                return None
+            return (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
+    finally:
+        await engine.dispose()
