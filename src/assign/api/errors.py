@@ -49,7 +49,9 @@ def validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
         message = str(err.get("msg", "invalid value"))
         if err.get("type") == "json_invalid":
             message = "body is not valid JSON"
-        details.append({"field": field_path(err.get("loc", ())), "message": message})
+        # a JSON syntax error is located at ("body", offset): the bad field is the body
+        field = "body" if err.get("type") == "json_invalid" else field_path(err.get("loc", ()))
+        details.append({"field": field, "message": message})
     return details
 
 

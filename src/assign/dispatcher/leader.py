@@ -51,7 +51,7 @@ class Leadership:
                     )
                 ).scalar_one()
                 if not got:
-                    await self._drop()
+                    await self._drop(held=False)
                     return False
                 log.info("dispatcher became leader", extra={"holder": self.holder})
                 return True
@@ -109,10 +109,19 @@ class Leadership:
                 log.warning("could not release the dispatcher lease")
         await self._drop()
 
-    async def _drop(self) -> None:
+    async def _drop(self, *, held: bool = True) -> None:
+        """Let go of the lock connection. One that holds (or may hold) the lock is closed for
+        good: back in the pool its session, and with it the lock, would live on, so nobody else
+        could lead. One that never got the lock goes back to the pool."""
         conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                await conn.close()
-            except Exception:
+        if conn is None:
+            return
+        try:
+            if held:
                 await conn.invalidate()
+            await conn.close()
+        except Exception:
+            try:
+                await conn.invalidate()
+            except Exception:
+                log.warning("could not close the dispatcher lock connection")
