@@ -1,0 +1,67 @@
+"""The dispatcher loop: prompt wake-up on new work, graceful stop, leadership on SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from assign.clock import Clock
+from assign.dispatcher.leader import Leadership
+from assign.dispatcher.loop import run_dispatcher
+from assign.services.context import Context
+from tests.dispatcher.test_tick import heartbeat, no_rate_limit, statuses
+from tests.factories import Factory
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {"dispatch_interval": 30}  # far longer than the test: only a wake-up can dispatch
+
+
+async def test_new_links_are_dispatched_without_waiting_for_the_interval(
+    ctx: Context, factory: Factory
+) -> None:
+    ctx.clock = Clock()
+    await no_rate_limit(factory)
+    server = await factory.server(max_threads=5)
+    await heartbeat(factory, server)
+    request = await factory.request()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_dispatcher(ctx, stop=stop))
+    try:
+        await asyncio.sleep(0.3)  # the first tick has run and found nothing
+        started = time.monotonic()
+        await factory.links(request, 2)
+        while (await statuses(factory, request)).get("queued") != 2:
+            assert time.monotonic() - started < 5, "links were not dispatched promptly"
+            await asyncio.sleep(0.02)
+        # a freed slot wakes it too
+        (claimed, _) = await factory.claim(server)
+        await factory.links(request, 4)  # 2 running + 4 > 5 slots: one waits for a slot
+        deadline = time.monotonic() + 5
+        while (await statuses(factory, request)).get("queued", 0) < 3:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        assert (await statuses(factory, request)).get("pending") == 1
+        await factory.result(claimed["id"], server)
+        while (await statuses(factory, request)).get("pending"):
+            assert time.monotonic() < deadline + 5, "a freed slot did not wake the dispatcher"
+            await asyncio.sleep(0.02)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)  # a stop ends the loop promptly
+
+
+async def test_only_one_leader_at_a_time(ctx: Context) -> None:
+    first = Leadership(ctx, lease_seconds=5)
+    second = Leadership(ctx, lease_seconds=5)
+    now = ctx.clock.now()
+    assert await first.acquire(now) is True
+    assert await second.acquire(now) is False
+    assert await first.acquire(now) is True  # the holder keeps it
+    await first.release()
+    assert await second.acquire(now) is True  # released: another takes over at once
+    await second.release()
