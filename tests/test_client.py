@@ -20,6 +20,7 @@ from assign.client import (
     ToolClient,
     core,
 )
+from assign.client import admin as admin_module
 from assign.client.types import Server
 from assign.demo import service
 from tests.conftest import TEST_SECRET
@@ -323,16 +324,16 @@ def test_query_parameters() -> None:
         core.query(a=object())
 
 
-def test_metrics_are_summed_over_labels() -> None:
+def test_metrics_keep_labels_and_sum_them() -> None:
     text = (
         "# HELP assign_links_rescued_total x\n"
         'assign_links_rescued_total{reason="server_lost"} 3.0\n'
         'assign_links_rescued_total{reason="stale"} 2.0\n'
         "assign_links_retried_total 4.0\n"
     )
-    from assign.client.admin import parse_metrics
-
-    assert parse_metrics(httpx.Response(200, text=text)) == {
+    assert admin_module.parse_metrics(httpx.Response(200, text=text)) == {
+        'assign_links_rescued_total{reason="server_lost"}': 3.0,
+        'assign_links_rescued_total{reason="stale"}': 2.0,
         "assign_links_rescued_total": 5.0,
         "assign_links_retried_total": 4.0,
     }

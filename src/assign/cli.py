@@ -234,9 +234,9 @@ def stats() -> None:
 
 @app.command()
 def demo(
-    links: Annotated[int, typer.Option(min=20, help="links in all campaigns")] = 3000,
+    links: Annotated[int, typer.Option(min=20, help="links in all campaigns")] = 2000,
     servers: Annotated[int, typer.Option(min=2, help="simulated tool servers (one dies)")] = 6,
-    accounts: Annotated[int, typer.Option(min=8, help="posting accounts")] = 150,
+    accounts: Annotated[int, typer.Option(min=8, help="posting accounts")] = 100,
     fail_rate: Annotated[float, typer.Option(min=0, max=0.9, help="share of links failing")] = 0.1,
     task_seconds: Annotated[
         float, typer.Option(min=0.01, help="mean simulated work per link, seconds")

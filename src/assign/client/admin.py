@@ -29,18 +29,22 @@ Statuses = str | Sequence[str]
 
 
 def parse_metrics(response: httpx.Response) -> dict[str, float]:
-    """Prometheus text -> ``{sample name: value summed over its labels}``."""
-    totals: dict[str, float] = {}
+    """Prometheus text -> ``{sample: value}``: each sample as printed (``name{label="x"}``),
+    and a labelled one also summed under its bare name."""
+    samples: dict[str, float] = {}
     for line in response.text.splitlines():
         if not line or line.startswith("#"):
             continue
-        name = line.split("{", 1)[0].split(" ", 1)[0]
+        key, _, raw = line.rpartition(" ")
         try:
-            value = float(line.rsplit(" ", 1)[1])
-        except (IndexError, ValueError):
+            value = float(raw)
+        except ValueError:
             continue
-        totals[name] = totals.get(name, 0.0) + value
-    return totals
+        samples[key] = value
+        name = key.split("{", 1)[0]
+        if name != key:
+            samples[name] = samples.get(name, 0.0) + value
+    return samples
 
 
 class AdminEndpoints:
@@ -163,7 +167,7 @@ class AdminEndpoints:
 
     @endpoint
     def metrics(self) -> Call[dict[str, float]]:
-        """``GET /metrics``, each sample summed over its labels."""
+        """``GET /metrics`` as ``{sample: value}`` (see :func:`parse_metrics`)."""
         return Call("GET", "/metrics", parse_metrics)
 
 
