@@ -237,6 +237,22 @@ async def test_errors_carry_status_and_message(
         await worker.retry_link("not-a-uuid")
 
 
+async def test_idempotent_creates(
+    worker: AsyncAssignClient, admin: AsyncAdminClient, factory: Factory
+) -> None:
+    request = await admin.create_request("entity", "once", idempotency_key="req-1")
+    assert (await admin.create_request("entity", "once", idempotency_key="req-1"))["id"] == request[
+        "id"
+    ]
+    batch = [{"request_id": request["id"], "service_type": "entity"}] * 2
+    assert await worker.create_links(batch, idempotency_key="batch-1") == 2
+    assert await worker.create_links(batch, idempotency_key="batch-1") == 2
+    assert len(await worker.list_links(request_id=request["id"])) == 2
+    with pytest.raises(ApiError) as reused:
+        await worker.create_links(batch[:1], idempotency_key="batch-1")
+    assert reused.value.status_code == 409
+
+
 async def test_service_endpoints(admin: AsyncAdminClient) -> None:
     assert (await admin.ready())["status"] == "ready"
     assert "assign_http_requests_total" in await admin.metrics()

@@ -17,6 +17,7 @@ from assign.client.core import (
     body,
     data,
     endpoint,
+    idempotent,
     ident,
     jsonable,
     payload,
@@ -63,8 +64,10 @@ class AdminEndpoints:
         status: t.ServerStatus | None = None,
         ip: str | None = None,
         service_types: Sequence[t.ServiceType] | None = None,
+        idempotency_key: str | None = None,
     ) -> Call[t.ServerWithKey]:
-        """``POST /servers``: the server with its ``api_key``, shown this once."""
+        """``POST /servers``: the server with its ``api_key``, shown this once. Every admin create
+        takes an ``idempotency_key``: sent again with it, the create runs once."""
         json = payload(
             name=name,
             service=service,
@@ -74,7 +77,9 @@ class AdminEndpoints:
             ip=ip,
             service_types=list(service_types) if service_types is not None else None,
         )
-        return Call("POST", f"{PREFIX}/servers", data, json=json)
+        return Call(
+            "POST", f"{PREFIX}/servers", data, json=json, headers=idempotent(idempotency_key)
+        )
 
     @endpoint
     def list_servers(
@@ -102,12 +107,18 @@ class AdminEndpoints:
 
     @endpoint
     def create_request(
-        self, service_type: t.ServiceType, name: str, **fields: Any
+        self,
+        service_type: t.ServiceType,
+        name: str,
+        *,
+        idempotency_key: str | None = None,
+        **fields: Any,
     ) -> Call[t.Request]:
         """``POST /requests`` (optional fields: website, user_id, group_id, auction_price,
         target, type_request, priority, status, config, data, folder_urls)."""
         json = payload(service_type=service_type, name=name, **fields)
-        return Call("POST", f"{PREFIX}/requests", data, json=json)
+        headers = idempotent(idempotency_key)
+        return Call("POST", f"{PREFIX}/requests", data, json=json, headers=headers)
 
     @endpoint
     def list_requests(
@@ -133,15 +144,21 @@ class AdminEndpoints:
     # --- sites, accounts, settings, stats --------------------------------------------------
 
     @endpoint
-    def create_site(self, name: str, type: t.ServiceType, **fields: Any) -> Call[t.Site]:
+    def create_site(
+        self, name: str, type: t.ServiceType, *, idempotency_key: str | None = None, **fields: Any
+    ) -> Call[t.Site]:
         """``POST /sites`` (optional: active, config)."""
-        return Call("POST", f"{PREFIX}/sites", data, json=payload(name=name, type=type, **fields))
+        json = payload(name=name, type=type, **fields)
+        return Call("POST", f"{PREFIX}/sites", data, json=json, headers=idempotent(idempotency_key))
 
     @endpoint
-    def create_account(self, group_id: Id, email: str, **fields: Any) -> Call[t.Account]:
+    def create_account(
+        self, group_id: Id, email: str, *, idempotency_key: str | None = None, **fields: Any
+    ) -> Call[t.Account]:
         """``POST /accounts`` (optional: username, password, status)."""
         json = payload(group_id=group_id, email=email, **fields)
-        return Call("POST", f"{PREFIX}/accounts", data, json=json)
+        headers = idempotent(idempotency_key)
+        return Call("POST", f"{PREFIX}/accounts", data, json=json, headers=headers)
 
     @endpoint
     def get_settings(self, group: str) -> Call[dict[str, str]]:

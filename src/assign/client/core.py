@@ -99,6 +99,7 @@ class Call(Generic[T]):
     parse: Callable[[httpx.Response], T] = _no_parse
     params: Mapping[str, str] | None = None
     json: Any = None
+    headers: Mapping[str, str] | None = None
 
     def result(self, response: httpx.Response) -> T:
         if not response.is_success:
@@ -165,6 +166,11 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def idempotent(key: str | None) -> dict[str, str] | None:
+    """The ``Idempotency-Key`` header: a create sent again with the same key runs once."""
+    return {"Idempotency-Key": key} if key else None
+
+
 def ident(value: str | uuid.UUID) -> str:
     """An id for a path segment (a UUID string; checked so a typo fails here, not as a 404)."""
     return str(uuid.UUID(str(value)))
@@ -180,6 +186,9 @@ class _Base:
 
     def _url(self, call: Call[Any]) -> str:
         return self.base_url + call.path
+
+    def _headers(self, call: Call[Any]) -> dict[str, str]:
+        return {**self.headers, **call.headers} if call.headers else self.headers
 
 
 class SyncBase(_Base):
@@ -200,7 +209,11 @@ class SyncBase(_Base):
 
     def _send(self, call: Call[T]) -> T:
         response = self.http.request(
-            call.method, self._url(call), params=call.params, json=call.json, headers=self.headers
+            call.method,
+            self._url(call),
+            params=call.params,
+            json=call.json,
+            headers=self._headers(call),
         )
         return call.result(response)
 
@@ -233,7 +246,11 @@ class AsyncBase(_Base):
 
     async def _send(self, call: Call[T]) -> T:
         response = await self.http.request(
-            call.method, self._url(call), params=call.params, json=call.json, headers=self.headers
+            call.method,
+            self._url(call),
+            params=call.params,
+            json=call.json,
+            headers=self._headers(call),
         )
         return call.result(response)
 

@@ -15,6 +15,7 @@ from assign.client.core import (
     data,
     endpoint,
     field,
+    idempotent,
     ident,
     jsonable,
     payload,
@@ -145,11 +146,17 @@ class WorkerEndpoints:
         return Call("PUT", path, data, json={"server_id": str(server_id)})
 
     @endpoint
-    def create_links(self, links: Sequence[t.LinkCreate | dict[str, Any]]) -> Call[int]:
-        """``POST /links/bulk``: 1 to 5,000 links, all or none; the number created."""
-        return Call(
-            "POST", f"{PREFIX}/links/bulk", field("created"), json={"links": jsonable(list(links))}
-        )
+    def create_links(
+        self,
+        links: Sequence[t.LinkCreate | dict[str, Any]],
+        *,
+        idempotency_key: str | None = None,
+    ) -> Call[int]:
+        """``POST /links/bulk``: 1 to 5,000 links, all or none; the number created. With an
+        ``idempotency_key``, sending the same batch again (after a timeout) creates it once."""
+        json = {"links": jsonable(list(links))}
+        headers = idempotent(idempotency_key)
+        return Call("POST", f"{PREFIX}/links/bulk", field("created"), json=json, headers=headers)
 
     @endpoint
     def retryable_links(

@@ -139,5 +139,6 @@ async def create_links(worker: AsyncAssignClient, campaign: Campaign, rng: rando
         links.append(link)  # type: ignore[arg-type]
     created = 0
     for start in range(0, len(links), CHUNK):
-        created += await worker.create_links(links[start : start + CHUNK])
+        key = f"{campaign.request['id']}:{start}"  # a batch sent twice is created once
+        created += await worker.create_links(links[start : start + CHUNK], idempotency_key=key)
     return created
