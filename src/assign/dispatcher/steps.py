@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -12,7 +13,6 @@ from assign.db.repositories import catalog
 from assign.db.repositories import dispatch as repo
 from assign.db.repositories import links as links_repo
 from assign.db.repositories import requests as requests_repo
-from assign.db.repositories import servers as servers_repo
 from assign.domain import dispatch as policy
 from assign.domain.ratelimit import RateLimit, allowance, start_of_day
 from assign.domain.states import RequestStatus
@@ -60,7 +60,7 @@ async def expire_lost_servers(ctx: Context, now: datetime, report: TickReport) -
         await repo.set_retry_times(
             conn, failed, now=now, base=settings.retry_base_seconds, cap=settings.retry_max_seconds
         )
-        await servers_repo.add_tasks(conn, [(r.server_id, -1) for r in (*released, *failed)])
+        await repo.add_tasks(conn, [(r.server_id, -1) for r in (*released, *failed)])
         report.servers_lost += len(lost)
         report.released += len(released)
         report.lost_failed += len(failed)
@@ -85,7 +85,7 @@ async def expire_stale_links(ctx: Context, now: datetime, report: TickReport) ->
         await repo.set_retry_times(
             conn, failed, now=now, base=settings.retry_base_seconds, cap=settings.retry_max_seconds
         )
-        await servers_repo.add_tasks(conn, [(r.server_id, -1) for r in failed])
+        await repo.add_tasks(conn, [(r.server_id, -1) for r in failed])
         report.stale_failed += len(failed)
 
     await ctx.db.run(work)
@@ -114,45 +114,69 @@ async def assign_pending(ctx: Context, now: datetime, report: TickReport) -> Non
     cooldown_since = (
         now - timedelta(minutes=limit.cooldown_minutes) if limit.cooldown_minutes > 0 else None
     )
+    # accounts' allowances, read once a tick and carried from batch to batch
+    budget: dict[str, int] = {}
     while True:
-        placed = await ctx.db.run(
-            lambda conn: _assign_batch(conn, now, limit, day_start, cooldown_since, report)
+        batch = await ctx.db.run(
+            partial(
+                _assign_batch,
+                now=now,
+                limit=limit,
+                day_start=day_start,
+                cooldown_since=cooldown_since,
+                known=budget,
+            )
         )
-        if placed < BATCH:
+        budget = batch.budget
+        report.assigned += batch.placed
+        report.held_back += batch.held_back
+        if batch.placed < BATCH:
             break
     metrics.dispatched.inc(report.assigned)
     metrics.held_back.inc(report.held_back)
 
 
+@dataclass
+class _Batch:
+    placed: int
+    held_back: int
+    budget: dict[str, int]
+
+
 async def _assign_batch(
     conn: AsyncConnection,
+    *,
     now: datetime,
     limit: RateLimit,
     day_start: datetime,
     cooldown_since: datetime | None,
-    report: TickReport,
-) -> int:
+    known: dict[str, int],
+) -> _Batch:
+    # a copy: a transaction run again starts from what the committed batches left
+    budget = dict(known)
     rows = await repo.free_servers(conn)
     free = [
         policy.FreeServer(r.id, r.priority, r.free, frozenset(r.service_types or ())) for r in rows
     ]
     slots = min(sum(s.free for s in free), BATCH)
     if slots <= 0:
-        return 0
-    budget: dict[str, int] = {}
+        return _Batch(0, 0, budget)
     skip_emails: set[str] = set()
     skip_types: set[str] = set()
-    placed = 0
+    placed = held_back = read = 0
     for _ in range(MAX_WINDOWS):
         want = slots - placed
-        size = max(want * 2, 100)
         if want <= 0:
             break
+        # lock about as many links as can be placed: the first window exactly that many, later
+        # ones scaled by how many of those read so far could be placed
+        size = want if not read else min(max(want, -(-want * read // max(placed, 1))), 2 * BATCH)
         window = await repo.pending_window(
             conn, size=size, skip_emails=sorted(skip_emails), skip_types=sorted(skip_types)
         )
         if not window:
             break
+        read += len(window)
         fresh = sorted({r.email for r in window if r.email is not None and r.email not in budget})
         if fresh:
             used, recent = await repo.account_usage(
@@ -170,13 +194,12 @@ async def _assign_batch(
         plan = policy.plan(candidates, free, budget)
         # applied per window, so the next window reads past these links
         placed += await repo.apply_assignments(conn, plan.assignments[:want], now=now)
-        report.held_back += plan.held_back
+        held_back += plan.held_back
         skip_emails |= plan.held_emails
         skip_types |= plan.unplaceable_types
         if len(window) < size or len(skip_emails) > 5000:
             break
-    report.assigned += placed
-    return placed
+    return _Batch(placed, held_back, budget)
 
 
 async def close_requests(ctx: Context, now: datetime, report: TickReport) -> None:

@@ -7,18 +7,22 @@ array-driven bulk updates on PostgreSQL; the single writer makes both unnecessar
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db.repositories import requests as requests_repo
+from assign.db.repositories import servers as servers_repo
 from assign.db.tables import links, requests, servers
 from assign.domain.backoff import retry_delay
 from assign.domain.states import (
+    ACTIVE,
     ASSIGN_SERVICE,
     IN_FLIGHT,
     REQUEST_FINAL,
@@ -123,6 +127,34 @@ async def set_retry_times(
         )
 
 
+async def add_tasks(conn: AsyncConnection, deltas: Iterable[tuple[uuid.UUID | None, int]]) -> None:
+    """``active_tasks`` changes summed per server. On PostgreSQL two statements whatever the
+    number of servers: the rows locked in id order (the order every writer takes them in),
+    then one update; on SQLite (a single writer) one update per server."""
+    total: Counter[uuid.UUID] = Counter()
+    for server_id, delta in deltas:
+        if server_id is not None and delta:
+            total[server_id] += delta
+    changes = sorted((server_id, n) for server_id, n in total.items() if n)
+    if len(changes) <= 1 or not _pg(conn):
+        await servers_repo.add_tasks(conn, changes)
+        return
+    ids = [server_id for server_id, _ in changes]
+    await conn.execute(
+        sa.text(
+            "SELECT 1 FROM servers WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+        ),
+        {"ids": ids},
+    )
+    await conn.execute(
+        sa.text(
+            "UPDATE servers SET active_tasks = servers.active_tasks + v.n FROM unnest("
+            "CAST(:ids AS uuid[]), CAST(:ns AS integer[])) AS v(id, n) WHERE servers.id = v.id"
+        ),
+        {"ids": ids, "ns": [n for _, n in changes]},
+    )
+
+
 # --- steps 3 and 4: retries ----------------------------------------------------------------
 
 
@@ -184,9 +216,12 @@ async def pending_window(
         links.c.status == LinkStatus.PENDING, links.c.server_id.is_(None)
     )
     if skip_emails:
-        query = query.where(
-            sa.or_(links.c.email.is_(None), links.c.email.not_in(list(skip_emails)))
-        )
+        if _pg(conn):
+            # one array parameter: the statement stays the same whatever the list's length
+            kept = links.c.email != sa.all_(_text_array(skip_emails))
+        else:
+            kept = links.c.email.not_in(list(skip_emails))
+        query = query.where(sa.or_(links.c.email.is_(None), kept))
     if skip_types:
         query = query.where(links.c.service_type.not_in(list(skip_types)))
     # a literal LIMIT keeps PostgreSQL on the index (a bound one tempted it into a full scan)
@@ -205,26 +240,42 @@ async def account_usage(
     day_start: datetime,
     cooldown_since: datetime | None,
 ) -> tuple[dict[str, int], dict[str, datetime]]:
-    """({email: completed today + in flight}, {email: last dispatch within the cooldown})."""
+    """({email: completed today + in flight}, {email: last dispatch within the cooldown}).
+
+    Each count is its own index range of ``(email, status, completed_at)``: in-flight statuses by
+    (email, status), completions by (email, 'completed', completed_at >= day start), so an
+    account's older history is never read.
+    """
     used: dict[str, int] = {}
     recent: dict[str, datetime] = {}
-    for start in range(0, len(emails), 500):
-        chunk = list(emails[start : start + 500])
-        counted = sa.or_(
+    # PostgreSQL takes the whole list as one array; SQLite gets IN lists of a bounded length
+    chunks = (
+        [list(emails)]
+        if _pg(conn)
+        else [list(emails[i : i + 500]) for i in range(0, len(emails), 500)]
+    )
+    for chunk in chunks:
+        if not chunk:
+            continue
+        of_chunk = (
+            links.c.email == sa.any_(_text_array(chunk)) if _pg(conn) else links.c.email.in_(chunk)
+        )
+        for counted in (
             links.c.status.in_(sorted(IN_FLIGHT)),
             sa.and_(links.c.status == LinkStatus.COMPLETED, links.c.completed_at >= day_start),
-        )
-        rows = await conn.execute(
-            sa.select(links.c.email, sa.func.count())
-            .where(links.c.email.in_(chunk), counted)
-            .group_by(links.c.email)
-        )
-        used.update({r[0]: int(r[1]) for r in rows})
+        ):
+            rows = await conn.execute(
+                sa.select(links.c.email, sa.func.count())
+                .where(of_chunk, counted)
+                .group_by(links.c.email)
+            )
+            for email, n in rows:
+                used[email] = used.get(email, 0) + int(n)
         if cooldown_since is not None:
             rows = await conn.execute(
                 sa.select(links.c.email, sa.func.max(links.c.assigned_at))
                 .where(
-                    links.c.email.in_(chunk),
+                    of_chunk,
                     links.c.assigned_at.is_not(None),
                     links.c.assigned_at >= cooldown_since,
                 )
@@ -232,6 +283,10 @@ async def account_usage(
             )
             recent.update({r[0]: r[1] for r in rows})
     return used, recent
+
+
+def _text_array(values: Sequence[str]) -> Any:
+    return sa.bindparam(None, list(values), type_=postgresql.ARRAY(sa.String()))
 
 
 async def apply_assignments(
@@ -302,6 +357,20 @@ async def start_requests(conn: AsyncConnection, *, now: datetime) -> int:
     return len((await conn.execute(query)).all())
 
 
+def _nothing_left() -> list[Any]:
+    """No link of the request is active or failed with retries left (as ``/requests/completable``
+    decides it), as two anti-joins: each an index range of ``(request_id, status)``, so the
+    request's completed and canceled links are never read."""
+    of_request = links.c.request_id == requests.c.id
+    active = sa.exists().where(of_request, links.c.status.in_(sorted(ACTIVE)))
+    retryable = sa.exists().where(
+        of_request,
+        links.c.status == LinkStatus.FAILED,
+        links.c.retry_count < links.c.max_retries,
+    )
+    return [~active, ~retryable]
+
+
 async def finished_requests(conn: AsyncConnection, *, limit: int = 500) -> list[Row[Any]]:
     """Running/connecting requests with links and none active; with whether any completed."""
     any_completed = (
@@ -314,7 +383,7 @@ async def finished_requests(conn: AsyncConnection, *, limit: int = 500) -> list[
         .where(
             requests.c.status.in_([RequestStatus.RUNNING, RequestStatus.CONNECTING]),
             requests_repo.has_links(),
-            ~requests_repo.has_active_links(count_retryable=True),
+            *_nothing_left(),
         )
         .order_by(requests.c.priority.desc(), requests.c.created_at)
         .limit(limit)
