@@ -32,7 +32,7 @@ CAMPAIGNS = (
     CampaignPlan("Brand entities", "entity", 10, 0.36, 0.40),
     CampaignPlan("Social signals", "social", 5, 0.30, 0.32),
     CampaignPlan("Podcast launch", "podcast", 0, 0.26, 0.24),
-    CampaignPlan("Guest blogs (few accounts)", "blog20", 20, 0.08, 0.04),
+    CampaignPlan("Guest blogs (paced)", "blog20", 20, 0.08, 0.04),
 )
 THREADS = (16, 12, 20, 10, 24, 14, 18, 8)
 SITES_PER_TYPE = 6
