@@ -81,9 +81,8 @@ def render(frame: Frame) -> RenderableType:
     campaigns = Table(box=None, expand=False, pad_edge=False)
     for column in ("campaign", "type", "prio", "accounts", "status", "progress", "done",
                    "pending", "in flight", "failed"):  # fmt: skip
-        campaigns.add_column(
-            column, justify="left" if column in ("campaign", "progress") else "right"
-        )
+        left = column in ("campaign", "progress")
+        campaigns.add_column(column, justify="left" if left else "right", no_wrap=True)
     for c in frame.campaigns:
         in_flight = sum(c.counts.get(s, 0) for s in ("queued", "running", "connect", "connecting"))
         campaigns.add_row(
