@@ -8,13 +8,15 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from assign.settings import normalize_database_url
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def alembic_config(url: str) -> Config:
     cfg = Config(str(MIGRATIONS / "alembic.ini"))
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    cfg.set_main_option("sqlalchemy.url", normalize_database_url(url).replace("%", "%%"))
     return cfg
 
 
