@@ -10,14 +10,14 @@ import time
 from assign import metrics
 from assign.db.engine import DatabaseUnavailable
 from assign.dispatcher.leader import Leadership
-from assign.dispatcher.steps import tick
+from assign.dispatcher.steps import PROMPT_STEPS, STEPS, tick
 from assign.services.context import Context
 from assign.services.wake import WAKE_CHANNEL
 
 log = logging.getLogger("assign.dispatcher")
 
 #: shortest pause between two ticks, however often work arrives
-MIN_GAP = 0.02
+MIN_GAP = 0.05
 #: how often the links-by-state gauge is refreshed
 GAUGE_SECONDS = 10.0
 
@@ -28,6 +28,7 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
     leadership = Leadership(ctx, lease_seconds=max(5.0, 3 * interval))
     listening_on = None
     last_gauge = 0.0
+    last_full = 0.0
     log.info("dispatcher started", extra={"holder": leadership.holder, "interval": interval})
     try:
         while not stop.is_set():
@@ -42,7 +43,11 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
                         await raw.add_listener(WAKE_CHANNEL, lambda *_: ctx.wake.set())
                         listening_on = raw
                     started = time.perf_counter()
-                    report = await tick(ctx)
+                    # the housekeeping steps run once an interval; a wake-up only places work
+                    full = time.monotonic() - last_full >= interval
+                    report = await tick(ctx, steps=STEPS if full else PROMPT_STEPS)
+                    if full:
+                        last_full = time.monotonic()
                     metrics.tick_seconds.observe(time.perf_counter() - started)
                     busy = report.busy
                     if time.monotonic() - last_gauge > GAUGE_SECONDS:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -210,11 +211,8 @@ async def close_requests(ctx: Context, now: datetime, report: TickReport) -> Non
         for row in await repo.finished_requests(conn):
             wants_connect = isinstance(row.config, dict) and row.config.get("connect") is True
             if row.status == RequestStatus.RUNNING and wants_connect:
-                connected, canceled = await connect_in(conn, row.id, now)
-                if connected:
-                    status = RequestStatus.CONNECTING
-                else:
-                    status = RequestStatus.FAILED
+                connected, _ = await connect_in(conn, row.id, now)
+                status = RequestStatus.CONNECTING if connected else RequestStatus.FAILED
             else:
                 status = RequestStatus.COMPLETED if row.any_completed else RequestStatus.FAILED
             await requests_repo.set_status(conn, row.id, status, now)
@@ -225,7 +223,8 @@ async def close_requests(ctx: Context, now: datetime, report: TickReport) -> Non
     await ctx.db.run(work)
 
 
-STEPS = (
+Step = Callable[[Context, datetime, "TickReport"], Awaitable[None]]
+STEPS: tuple[Step, ...] = (
     expire_lost_servers,
     expire_stale_links,
     retry_failed,
@@ -235,10 +234,16 @@ STEPS = (
 )
 
 
-async def tick(ctx: Context, now: datetime | None = None) -> TickReport:
-    """One pass of the six steps, in order, each in its own transaction."""
+#: what a wake-up between two full ticks runs: place the new work, close what finished
+PROMPT_STEPS = (assign_pending, close_requests)
+
+
+async def tick(
+    ctx: Context, now: datetime | None = None, *, steps: Sequence[Step] = STEPS
+) -> TickReport:
+    """One pass of ``steps`` (by default all six), in order, each in its own transaction."""
     now = now or ctx.clock.now()
     report = TickReport()
-    for step in STEPS:
+    for step in steps:
         await step(ctx, now, report)
     return report
