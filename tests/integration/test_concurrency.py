@@ -30,7 +30,7 @@ from tests.factories import TOOL, WORKER, Factory
 from tests.integration.procs import Processes, assign_env, plain_url, wait_ready
 from tests.invariants import assert_active_tasks_consistent
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 #: the ports these tests may bind
 PORTS = range(8451, 8500)
