@@ -115,7 +115,8 @@ async def assign_pending(ctx: Context, now: datetime, report: TickReport) -> Non
     cooldown_since = (
         now - timedelta(minutes=limit.cooldown_minutes) if limit.cooldown_minutes > 0 else None
     )
-    # accounts' allowances, read once a tick and carried from batch to batch
+    # accounts' allowances, read once a tick and carried from batch to batch (``now`` is the
+    # tick's, so they would read the same again)
     budget: dict[str, int] = {}
     while True:
         batch = await ctx.db.run(
@@ -155,6 +156,7 @@ async def _assign_batch(
 ) -> _Batch:
     # a copy: a transaction run again starts from what the committed batches left
     budget = dict(known)
+    await repo.plan_each_statement(conn)
     rows = await repo.free_servers(conn)
     free = [
         policy.FreeServer(r.id, r.priority, r.free, frozenset(r.service_types or ())) for r in rows
@@ -162,7 +164,8 @@ async def _assign_batch(
     slots = min(sum(s.free for s in free), BATCH)
     if slots <= 0:
         return _Batch(0, 0, budget)
-    skip_emails: set[str] = set()
+    # accounts an earlier batch of this tick used up are not read again
+    skip_emails = {email for email, left in budget.items() if left <= 0}
     skip_types: set[str] = set()
     placed = held_back = read = 0
     for _ in range(MAX_WINDOWS):
