@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import pytest
 
 from assign.clock import FrozenClock
+from assign.db.repositories import requests as requests_repo
 from assign.services.context import Context
 from tests.factories import WORKER, Factory, new_id
 from tests.invariants import assert_active_tasks_consistent
@@ -102,9 +104,16 @@ async def test_list_requests_order_priority_then_oldest(
     assert await _ids(factory, "/requests") == [urgent["id"], first["id"], second["id"], low["id"]]
 
 
-async def test_list_requests_limit(factory: Factory) -> None:
-    for _ in range(103):
-        await factory.request()
+async def test_list_requests_limit(factory: Factory, ctx: Context) -> None:
+    now = ctx.clock.now()
+    async with ctx.db.transaction() as conn:  # many rows at once, in one transaction
+        for i in range(103):
+            await requests_repo.insert(
+                conn,
+                {"id": uuid.uuid4(), "service_type": "entity", "name": f"bulk-{i}",
+                 "status": "pending", "type_request": "normal", "priority": 0,
+                 "created_links": 0, "created_at": now, "updated_at": now},
+            )  # fmt: skip
     assert len(await _ids(factory, "/requests")) == 100
     assert len(await _ids(factory, "/requests", limit=2)) == 2
     assert len(await _ids(factory, "/requests", limit=5000)) == 103  # clamped to 1000, not refused
