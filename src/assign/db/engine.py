@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 log = logging.getLogger(__name__)
@@ -50,24 +51,34 @@ def is_connection_error(exc: BaseException) -> bool:
     """True when ``exc`` says the database is gone rather than that a statement was wrong."""
     if isinstance(exc, (ConnectionError, OSError, asyncio.TimeoutError, DatabaseUnavailable)):
         return True
+    if isinstance(exc, PoolTimeout):  # no pooled connection came free within pool_timeout
+        return True
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
         state = _sqlstate(exc) or ""
-        if state.startswith("08") or state in {"57P01", "57P02", "57P03", "53300"}:
-            return True
-        text = str(exc.orig).lower() if exc.orig is not None else ""
-        return any(
-            needle in text
-            for needle in (
-                "connection",
-                "closed",
-                "terminat",
-                "could not connect",
-                "unable to open",
-            )
+        driver_error: BaseException | None = exc.orig
+    elif type(exc).__module__.startswith("asyncpg"):
+        # the driver used directly (COPY) raises its own errors, not translated by SQLAlchemy
+        state = str(getattr(exc, "sqlstate", None) or "")
+        driver_error = exc
+    else:
+        return False
+    if state.startswith("08") or state in {"57P01", "57P02", "57P03", "53300"}:
+        return True
+    text = str(driver_error).lower() if driver_error is not None else ""
+    return any(
+        needle in text
+        for needle in (
+            "connection",
+            "closed",
+            "terminat",
+            "could not connect",
+            "unable to open",
+            # asyncpg, when the connection died in the middle of an operation
+            "another operation",
         )
-    return False
+    )
 
 
 class Database:
