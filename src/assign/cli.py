@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from typing import Annotated, Any
 
@@ -81,6 +82,9 @@ def serve(
         raise typer.Exit(2) from None
     _prepare_schema(settings)
     os.environ["ASSIGN__DISPATCHER"] = "0" if no_dispatcher else "1"
+    # uvicorn raises the signal that stopped it again once it has shut down gracefully; SIGTERM
+    # is how service managers ask for a stop, so that ends the process with status 0
+    signal.signal(signal.SIGTERM, _exit_ok)
     uvicorn.run(
         "assign.cli:_asgi_factory",
         factory=True,
@@ -113,6 +117,10 @@ def _prepare_schema(settings: Settings) -> None:
             f"{head_revision()}: run `assign migrate` first.[/red]"
         )
         raise typer.Exit(2)
+
+
+def _exit_ok(_signum: int, _frame: Any) -> None:
+    sys.exit(0)
 
 
 def _asgi_factory() -> Any:
