@@ -3,12 +3,12 @@
 A hypothesis state machine runs random sequences of everything that moves a link — bulk create
 (some placed on a server, some batches invalid), assign, claim, result (completed with or without
 a profile, failed), retry, bulk retry, mark-final-failed, connect, complete, server status,
-heartbeat, request status, clock advances (with the stale listing) and dispatcher ticks — against
-the in-process app (httpx over ASGI), and keeps a plain-Python model of what PRODUCT.md says each
-one does. Every answer's status code is the model's (200 / 400 / 404 / 409), and after every step
-the app's links (status, phase, server, retries, profile), servers (``active_tasks``, also against
-SQL), requests (status, ``created_links``), per-request link counts, completable requests and
-per-account statistics equal the model.
+heartbeat, server deletion, request status, clock advances (with the stale listing) and
+dispatcher ticks — against the in-process app (httpx over ASGI), and keeps a plain-Python model
+of what PRODUCT.md says each one does. Every answer's status code is the model's (200 / 400 /
+404 / 409), and after every step the app's links (status, phase, server, retries, profile),
+servers (status, ``active_tasks``, also against SQL), requests (status, ``created_links``),
+per-request link counts, completable requests and per-account statistics equal the model.
 
 The settings make the model exact: the clock moves in whole minutes and the retry back-off is
 ``retry_base = retry_max = 60 s``, so with any jitter a failure becomes due for retry exactly
@@ -543,7 +543,8 @@ class LinkMachine(RuleBasedStateMachine):
         """The connect step: links without a profile canceled, profiled completions -> connect."""
         canceled = connected = 0
         for link in self.of_request(request.id):
-            if not link.has_profile and link.status != "canceled":
+            orphaned = link.status == "completed" and link.phase == "create" and not link.server_id
+            if (not link.has_profile or orphaned) and link.status != "canceled":
                 link.status = "canceled"
                 canceled += 1
         for link in self.of_request(request.id):
@@ -592,6 +593,26 @@ class LinkMachine(RuleBasedStateMachine):
             self.release_queued(server.id)
         assert answer["status"] == status
         assert answer["active_tasks"] == self.in_flight(server.id)
+
+    @rule(data=st.data())
+    def delete_server(self, data: st.DataObject) -> None:
+        """A server with work bound to it stays; otherwise it goes, and its links keep no server
+        (its failed connect-phase links, which could only return to it, are canceled)."""
+        server = self.draw_server(data)
+        path = f"{ADMIN}/servers/{server.id if server else NIL}"
+        if server is None:
+            self.call("DELETE", path, expect=404, headers=self.factory.admin)
+            return
+        mine = [lk for lk in self.links.values() if lk.server_id == server.id]
+        if any(lk.status in ("queued", "running", "connect", "connecting") for lk in mine):
+            self.call("DELETE", path, expect=409, headers=self.factory.admin)
+            return
+        self.call("DELETE", path, expect=200, headers=self.factory.admin)
+        del self.servers[server.id]
+        for link in mine:
+            if link.status == "failed" and link.phase == "connect":
+                link.status = "canceled"
+            link.server_id = None
 
     # --- tool API ------------------------------------------------------------------------------
 
@@ -676,7 +697,7 @@ class LinkMachine(RuleBasedStateMachine):
             if outcome is not None:
                 self._report(link, server, *outcome)
 
-    @precondition(lambda self: self.links)
+    @precondition(lambda self: self.links and self.servers)
     @rule(data=st.data(), outcome=OUTCOMES)
     def result(self, data: st.DataObject, outcome: tuple[str, str | None, str | None]) -> None:
         link = self.draw_link(data, [lk for lk in self.links.values() if lk.status in WORKING])
@@ -925,6 +946,8 @@ class LinkMachine(RuleBasedStateMachine):
             assert got == want, f"link {link_id} ({link.email}): app {got}, model {want}"
 
         servers = self.call("GET", f"{ADMIN}/servers", expect=200, headers=self.factory.admin)
+        listed_servers = {item["id"] for item in servers.json()["data"]}
+        assert listed_servers == {*self.servers, self.factory.assign_server_id}
         for item in servers.json()["data"]:
             if item["id"] == self.factory.assign_server_id:
                 assert item["active_tasks"] == 0
@@ -1008,6 +1031,48 @@ class LinkMachine(RuleBasedStateMachine):
 
 
 # --- the tests: one machine per database ---------------------------------------------------------
+
+
+async def _status_of(factory: Factory, request: dict[str, Any]) -> list[tuple[str, Any]]:
+    rows = await factory.list_links(request_id=request["id"], status=ALL_LINK_STATUSES)
+    return [(row["status"], row["server_id"]) for row in rows]
+
+
+async def test_a_deleted_server_leaves_no_link_nobody_can_claim(factory: Factory) -> None:
+    """Found by the model: links that could only go back to a deleted server became ``connect``
+    links with no server — never claimed, keeping their request open for ever."""
+    server, other = await factory.server(), await factory.server()
+    first, second = await factory.request(), await factory.request()
+    [profiled] = await factory.links(first, 1)
+    await factory.run_link(profiled, server, status="completed", profile_url="https://p.test/1")
+    [connecting] = await factory.links(second, 1)
+    await factory.run_link(connecting, other, status="completed", profile_url="https://p.test/2")
+    response = await factory.client.put(
+        f"{WORKER}/requests/{second['id']}/connect", headers=factory.worker
+    )
+    assert response.json()["links_connect"] == 1
+    assert [c["id"] for c in await factory.claim(other)] == [connecting["id"]]
+    response = await factory.result(connecting["id"], other, status="failed")
+    assert response.status_code == 200
+
+    for gone in (server, other):
+        response = await factory.client.delete(
+            f"{ADMIN}/servers/{gone['id']}", headers=factory.admin
+        )
+        assert response.status_code == 200, response.text
+
+    # the failed connect-phase link could only be retried back to its deleted server
+    assert await _status_of(factory, second) == [("canceled", None)]
+    # a completed profile whose server is gone cannot go through the connect step
+    response = await factory.client.put(
+        f"{WORKER}/requests/{first['id']}/connect", headers=factory.worker
+    )
+    assert (response.json()["links_connect"], response.json()["links_canceled"]) == (0, 1)
+    assert await _status_of(factory, first) == [("canceled", None)]
+    response = await factory.client.get(
+        f"{WORKER}/requests/completable", params={"status": "connecting"}, headers=factory.worker
+    )
+    assert {r["id"] for r in response.json()["data"]} == {first["id"], second["id"]}
 
 
 @pytest.mark.timeout(1200)  # a failure is shrunk, which takes a while

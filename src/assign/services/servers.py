@@ -131,13 +131,15 @@ async def update_server(
 
 
 async def delete_server(ctx: Context, *, server_id: uuid.UUID) -> None:
+    now = ctx.clock.now()
+
     async def work(conn: Any) -> None:
         row = await repo.get(conn, server_id, lock=conn.dialect.name == "postgresql")
         if row is None:
             raise NotFound("Server not found")
         if await repo.count_bound_links(conn, server_id):
             raise Conflict("Server still has links queued, running, connect or connecting")
-        await repo.delete(conn, server_id)
+        await repo.delete(conn, server_id, now)
 
     await ctx.db.run(work)
 

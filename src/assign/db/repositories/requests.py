@@ -155,8 +155,17 @@ async def move_to_connect(conn: AsyncConnection, request_id: uuid.UUID, now: dat
 
 
 def without_profile(request_id: uuid.UUID) -> Any:
+    """Links of the request that cannot go through its connect step: those without a profile,
+    and completed profiles whose server was deleted (a connect link with no server is never
+    claimed, and would keep its request open forever)."""
+    orphaned = sa.and_(
+        links.c.status == LinkStatus.COMPLETED,
+        links.c.phase == Phase.CREATE,
+        links.c.server_id.is_(None),
+    )
     return sa.and_(
-        links.c.request_id == request_id, sa.func.coalesce(links.c.profile_url, "") == ""
+        links.c.request_id == request_id,
+        sa.or_(sa.func.coalesce(links.c.profile_url, "") == "", orphaned),
     )
 
 

@@ -13,7 +13,14 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db.tables import links, servers
-from assign.domain.states import ASSIGN_SERVICE, LinkEvent, LinkStatus, ServerStatus, sources
+from assign.domain.states import (
+    ASSIGN_SERVICE,
+    LinkEvent,
+    LinkStatus,
+    Phase,
+    ServerStatus,
+    sources,
+)
 
 
 async def insert(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any]:
@@ -129,7 +136,18 @@ async def count_bound_links(conn: AsyncConnection, server_id: uuid.UUID) -> int:
     return int((await conn.execute(query)).scalar_one())
 
 
-async def delete(conn: AsyncConnection, server_id: uuid.UUID) -> bool:
+async def delete(conn: AsyncConnection, server_id: uuid.UUID, now: datetime) -> bool:
+    """Delete the server (its links keep no server). Its failed connect-phase links, which a
+    retry would send back to it, are canceled: with the server gone nobody could claim them."""
+    await conn.execute(
+        links.update()
+        .where(
+            links.c.server_id == server_id,
+            links.c.status == LinkStatus.FAILED,
+            links.c.phase == Phase.CONNECT,
+        )
+        .values(status=LinkStatus.CANCELED, updated_at=now)
+    )
     result = await conn.execute(servers.delete().where(servers.c.id == server_id))
     return bool(result.rowcount)
 
