@@ -130,6 +130,20 @@ links = sa.Table(
         postgresql_where=sa.text("assigned_at IS NOT NULL"),
         sqlite_where=sa.text("assigned_at IS NOT NULL"),
     ),
+    # stale links (dispatcher step 2, GET /links?stale=true): only links being worked on
+    sa.Index(
+        "ix_links_working_started_at",
+        "started_at",
+        postgresql_where=sa.text("status IN ('running', 'connecting')"),
+        sqlite_where=sa.text("status IN ('running', 'connecting')"),
+    ),
+    # failed links with no retry left (dispatcher step 4): empty between ticks
+    sa.Index(
+        "ix_links_exhausted_request_id",
+        "request_id",
+        postgresql_where=sa.text("status = 'failed' AND retry_count >= max_retries"),
+        sqlite_where=sa.text("status = 'failed' AND retry_count >= max_retries"),
+    ),
 )
 
 sites = sa.Table(

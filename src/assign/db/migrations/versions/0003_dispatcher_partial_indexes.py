@@ -1,0 +1,45 @@
+"""partial indexes for the dispatcher's stale and exhausted checks
+
+Revision ID: 0003
+Revises: 0002
+
+Both cover only the links a tick step looks for among a set that grows with the fleet and
+its history: ``running``/``connecting`` links by start time (step 2, stale; also
+``GET /links?stale=true``), and failed links with no retry left (step 4; empty between ticks).
+Neither holds a pending or finished link, so inserting links does not maintain them.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0003"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+WORKING = "status IN ('running', 'connecting')"
+EXHAUSTED = "status = 'failed' AND retry_count >= max_retries"
+
+
+def upgrade() -> None:
+    op.create_index(
+        "ix_links_working_started_at",
+        "links",
+        ["started_at"],
+        postgresql_where=sa.text(WORKING),
+        sqlite_where=sa.text(WORKING),
+    )
+    op.create_index(
+        "ix_links_exhausted_request_id",
+        "links",
+        ["request_id"],
+        postgresql_where=sa.text(EXHAUSTED),
+        sqlite_where=sa.text(EXHAUSTED),
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_links_exhausted_request_id", table_name="links")
+    op.drop_index("ix_links_working_started_at", table_name="links")
