@@ -2,17 +2,23 @@
 
 PostgreSQL: a session advisory lock held on a dedicated connection. When the leader dies (even
 ``kill -9``) its connection closes, the lock is released at once, and the next dispatcher to try
-takes over on its following tick. SQLite: a lease row renewed every tick.
+takes over on its following tick. The lock session also carries the lease: PostgreSQL ends it
+after ``lease_seconds`` without a word from the leader (``idle_session_timeout``), so a leader
+that hangs, or whose host vanishes without closing its connection, loses the lock after the
+lease; a live leader speaks on it every tick, and every third of the lease during a long tick.
+SQLite: a lease row renewed every tick.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import uuid
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,6 +27,7 @@ from assign.db.tables import dispatcher_lease
 from assign.services.context import Context
 
 log = logging.getLogger("assign.dispatcher")
+T = TypeVar("T")
 
 LOCK_KEY = 0x61737369676E  # "assign"
 LEASE_NAME = "dispatcher"
@@ -53,6 +60,7 @@ class Leadership:
                 if not got:
                     await self._drop(held=False)
                     return False
+                await self._expire_when_idle(self._conn)
                 log.info("dispatcher became leader", extra={"holder": self.holder})
                 return True
             await self._conn.execute(sa.text("SELECT 1"))  # still connected, so still the holder
@@ -63,6 +71,35 @@ class Leadership:
             )
             await self._drop()
             return False
+
+    async def _expire_when_idle(self, conn: AsyncConnection) -> None:
+        """Have PostgreSQL (14+) end the lock session after the lease without a word from us."""
+        version = conn.dialect.server_version_info or (0,)
+        if version >= (14,):
+            ms = max(1000, int(self.lease_seconds * 1000))
+            await conn.execute(sa.text(f"SET idle_session_timeout = {ms}"))
+
+    async def keep_during(self, work: Awaitable[T]) -> T:
+        """Await ``work`` (a tick), speaking on the lock session every third of the lease
+        meanwhile, so a long tick is not taken for a hung leader."""
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=self.lease_seconds / 3)
+                if done:
+                    return task.result()
+                if self._conn is not None:
+                    try:
+                        await self._conn.execute(sa.text("SELECT 1"))
+                    except Exception as exc:  # the next acquire() lets go of it
+                        log.warning(
+                            "dispatcher lost its lock connection during a tick",
+                            extra={"error_type": type(exc).__name__},
+                        )
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
     async def raw_connection(self) -> Any | None:
         """The asyncpg connection holding the lock (for LISTEN), when leader on PostgreSQL."""

@@ -45,7 +45,9 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
                     started = time.perf_counter()
                     # the housekeeping steps run once an interval; a wake-up only places work
                     full = time.monotonic() - last_full >= interval
-                    report = await tick(ctx, steps=STEPS if full else PROMPT_STEPS)
+                    report = await leadership.keep_during(
+                        tick(ctx, steps=STEPS if full else PROMPT_STEPS)
+                    )
                     if full:
                         last_full = time.monotonic()
                     metrics.tick_seconds.observe(time.perf_counter() - started)
