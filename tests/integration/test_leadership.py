@@ -2,8 +2,10 @@
 
 * After ``kill -9`` of the leader another dispatcher holds the lock within two ticks plus the
   lease (measured twice, from the kill to the lock seen in ``pg_locks``, and to the log line).
-* SIGTERM to the leader in the middle of a tick: the tick finishes (its last step commits), the
-  process exits 0 right after, and the other dispatcher takes over at its next tick.
+* A tick longer than the lease keeps the lead. SIGTERM to the leader in the middle of a tick:
+  the tick finishes (its last step commits), the process exits 0 right after, and the other
+  dispatcher takes over at its next tick.
+* A leader that hangs (SIGSTOP) loses the lock after the lease; woken up, it follows.
 * SIGTERM to an idle dispatcher (leader or not) ends it at once, not after its interval.
 * Giving up leadership frees the lock at once (the lock's connection is not pooled).
 """
@@ -89,6 +91,39 @@ async def test_takeover_after_kill_9(
     )
 
 
+async def test_hung_leader_loses_the_lock_after_the_lease(
+    procs: Processes, db: asyncpg.Connection, scratch_db: str
+) -> None:
+    env = assign_env(scratch_db, dispatch_interval=INTERVAL, db_pool_size=2)
+    dispatchers = [procs.start(f"dispatch-{i}", env, "dispatch") for i in range(2)]
+    await wait_started(*dispatchers)
+    port = pg_port(scratch_db)
+    hung, _ = await wait_leader(db, dispatchers, port, within=10)
+    assert hung is not None
+    (other,) = [d for d in dispatchers if d is not hung]
+    hung.send(signal.SIGSTOP)
+    try:
+        successor, seconds = await wait_leader(db, [other], port, within=LEASE + 10)
+    finally:
+        hung.send(signal.SIGCONT)
+    assert successor is other, "nobody took over from a hung leader"
+    assert LEASE - 1 < seconds < TAKEOVER_BOUND + 1, f"take-over after {seconds:.2f} s"
+
+    # woken up, the former leader finds its session gone and follows
+    deadline = time.monotonic() + 10
+    while not hung.logged("dispatcher lost its lock connection"):
+        assert time.monotonic() < deadline, hung.log_tail()
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(3 * INTERVAL)
+    holder, _ = await wait_leader(db, dispatchers, port, within=1)
+    assert holder is other
+    assert len(hung.logged("dispatcher became leader")) == 1
+    for proc in dispatchers:
+        assert proc.alive()
+        assert not errors_logged(proc), proc.log_tail()
+    print(f"\ntake-over from a hung leader: {seconds:.2f} s (lease {LEASE:g} s)")
+
+
 async def _waiting_on_lock(db: asyncpg.Connection, statement_start: str) -> bool:
     """Whether a backend of this database waits on a row lock in a statement so starting."""
     return bool(
@@ -130,6 +165,10 @@ async def test_sigterm_mid_tick_finishes_it_exits_0_and_hands_over(
         while not await _waiting_on_lock(db, "UPDATE requests"):
             assert time.monotonic() < deadline, "the tick never reached step 6"
             await asyncio.sleep(0.02)
+        # a tick longer than the lease keeps the lead: the leader speaks on its lock session
+        await asyncio.sleep(LEASE + 1)
+        still, _ = await wait_leader(db, [first, second], port, within=1)
+        assert still is first, "a long tick lost the lead"
 
         sigterm_at = time.time()
         first.send(signal.SIGTERM)
