@@ -88,6 +88,21 @@ async def run_cli(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used (0 when it is gone or not readable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def backend_cpu_seconds(conn: asyncpg.Connection) -> float:
+    """CPU time of the PostgreSQL backends now connected to this database (when local)."""
+    pids = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+    return sum(cpu_seconds(r["pid"]) for r in pids)
+
+
 class Proc:
     """One ``assign`` subprocess with its log file."""
 
@@ -143,6 +158,10 @@ class Proc:
 
     def logged(self, msg: str) -> list[dict[str, Any]]:
         return [r for r in self.records() if r.get("msg") == msg]
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time used so far (0 once it has exited)."""
+        return cpu_seconds(self.pid)
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
