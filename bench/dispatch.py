@@ -541,7 +541,7 @@ async def assign_rounds(
     return seconds, placed
 
 
-async def http_rounds(url: str, rounds: int, per_round: int, port: int) -> dict[str, list[float]]:
+async def measure_http(url: str, rounds: int, per_round: int, port: int) -> dict[str, list[float]]:
     """Links/s of the seed API client per round, one request at a time and 8 in flight; and
     requests/s of ``GET /healthz`` one at a time, for scale."""
     key = common.worker_key(url, "bench-dispatch-client")
@@ -577,7 +577,7 @@ async def http_rounds(url: str, rounds: int, per_round: int, port: int) -> dict[
     return {**rates, "GET /healthz": healthz}
 
 
-async def idle_ticks(urls: dict[str, str], ticks: int) -> dict[str, dict[str, list[float]]]:
+async def measure_idle(urls: dict[str, str], ticks: int) -> dict[str, dict[str, list[float]]]:
     """Seconds of whole ticks and of each step, per database, ticks alternating between them."""
     ctxs = {label: make_context(url) for label, url in urls.items()}
     out: dict[str, dict[str, list[float]]] = {
@@ -645,21 +645,32 @@ def print_plans(title: str, plans: list[str]) -> None:
         print("\n" + p.rstrip())
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--links", type=int, default=1_000_000)
-    parser.add_argument("--pending", type=int, default=200_000)
-    parser.add_argument("--small-links", type=int, default=10_000)
-    parser.add_argument("--rounds", type=int, default=9, help="rounds of each assign method")
-    parser.add_argument(
-        "--slots", type=int, default=10_000, help="free slots a round (all servers)"
+async def main(
+    *,
+    links: int = 1_000_000,
+    pending: int = 200_000,
+    small_links: int = 10_000,
+    rounds: int = 9,
+    slots: int = 10_000,
+    http_rounds: int = 3,
+    http_links: int = 1000,
+    idle_ticks: int = 30,
+    port: int = 8310,
+    keep: bool = False,
+) -> dict[str, float]:
+    """Run everything, print the tables; the ratios that have targets."""
+    args = argparse.Namespace(
+        links=links,
+        pending=pending,
+        small_links=small_links,
+        rounds=rounds,
+        slots=slots,
+        http_rounds=http_rounds,
+        http_links=http_links,
+        idle_ticks=idle_ticks,
+        port=port,
+        keep=keep,
     )
-    parser.add_argument("--http-rounds", type=int, default=3)
-    parser.add_argument("--http-links", type=int, default=1000, help="links a seed-client round")
-    parser.add_argument("--idle-ticks", type=int, default=30)
-    parser.add_argument("--port", type=int, default=8310, help="8300-8349")
-    parser.add_argument("--keep", action="store_true", help="keep the databases")
-    args = parser.parse_args()
     big_label = f"{args.links // 1000}k" if args.links < 1_000_000 else f"{args.links / 1e6:g}M"
     small_label = f"{args.small_links // 1000}k"
     try:
@@ -676,7 +687,7 @@ async def main() -> None:
         print(f"{big_label}: {counts_big}\n{small_label}: {counts_small}")
 
         print("\n## Idle tick: no free slot, pending links waiting, nothing stale or due")
-        idle_full = await idle_ticks({small_label: small, big_label: big}, args.idle_ticks)
+        idle_full = await measure_idle({small_label: small, big_label: big}, args.idle_ticks)
         print(idle_table(idle_full, small_label, big_label))
         idle_plans = {
             label: await capture_plans(url, steps.tick)
@@ -696,7 +707,7 @@ async def main() -> None:
         }
 
         print(f"\n## Seed API client: {args.http_links} links a round over HTTP")
-        http = await http_rounds(big, args.http_rounds, args.http_links, args.port)
+        http = await measure_http(big, args.http_rounds, args.http_links, args.port)
         http_rate = {k: common.median(v) for k, v in http.items()}
 
         rows = [
@@ -750,21 +761,61 @@ async def main() -> None:
             await fill_servers(conn, free=20)
             await conn.execute("VACUUM ANALYZE links")
             await conn.close()
-        idle_empty = await idle_ticks({small_label: small, big_label: big}, args.idle_ticks)
+        idle_empty = await measure_idle({small_label: small, big_label: big}, args.idle_ticks)
         print(idle_table(idle_empty, small_label, big_label))
 
-        print("\n## Summary")
         full = [common.median(idle_full[x]["tick"]) for x in (big_label, small_label)]
         empty = [common.median(idle_empty[x]["tick"]) for x in (big_label, small_label)]
-        print(
-            f"idle tick {big_label} ÷ {small_label}: {full[0] / full[1]:.2f} (servers full), "
-            f"{empty[0] / empty[1]:.2f} (nothing pending); target ≤ 1.5"
-        )
+        summary = {
+            "tick_vs_reference": rate["tick"] / ref,
+            "tick_vs_seed_client": rate["tick"] / http_rate["1 in flight"],
+            "tick_vs_seed_client_8": rate["tick"] / http_rate["8 in flight"],
+            "idle_1m_vs_10k": full[0] / full[1],
+            "idle_1m_vs_10k_nothing_pending": empty[0] / empty[1],
+        }
+        print("\n## Summary")
+        for line, _ in verdicts(summary):
+            print(line)
+        return summary
     finally:
         if not args.keep:
             await common.drop_database(DB_BIG)
             await common.drop_database(DB_SMALL)
 
 
+def verdicts(summary: dict[str, float]) -> list[tuple[str, bool]]:
+    """(line, target met) for each dispatcher figure with a target."""
+    checks = [
+        ("tick_vs_reference", "dispatcher tick ÷ hand-written claim", 0.5, "≥"),
+        ("tick_vs_seed_client", "dispatcher tick ÷ seed API client (1 in flight)", 20, "≥"),
+        ("tick_vs_seed_client_8", "dispatcher tick ÷ seed API client (8 in flight)", 20, "≥"),
+        ("idle_1m_vs_10k", "idle tick at 1M ÷ at 10k links (servers full)", 1.5, "≤"),
+        ("idle_1m_vs_10k_nothing_pending", "idle tick at 1M ÷ at 10k (nothing pending)", 1.5, "≤"),
+    ]
+    out = []
+    for key, label, target, sense in checks:
+        value = summary[key]
+        ok = value >= target if sense == "≥" else value <= target
+        out.append(
+            (f"{label}: {value:.2f} (target {sense} {target:g}): {'meets' if ok else 'MISSES'}", ok)
+        )
+    return out
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--links", type=int, default=1_000_000)
+    parser.add_argument("--pending", type=int, default=200_000)
+    parser.add_argument("--small-links", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=9, help="rounds of each assign method")
+    parser.add_argument("--slots", type=int, default=10_000, help="free slots a round, all servers")
+    parser.add_argument("--http-rounds", type=int, default=3)
+    parser.add_argument("--http-links", type=int, default=1000, help="links a seed-client round")
+    parser.add_argument("--idle-ticks", type=int, default=30)
+    parser.add_argument("--port", type=int, default=8310, help="8300-8349")
+    parser.add_argument("--keep", action="store_true", help="keep the databases")
+    asyncio.run(main(**vars(parser.parse_args())))
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    cli()
