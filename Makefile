@@ -22,6 +22,9 @@ lint: ## ruff, formatting, mypy, and migrations in step with the tables
 bench: ## the benchmarks of bench/ on PostgreSQL (prints tables)
 	$(PY) bench/run_all.py
 
+load: ## load test: 2 API processes + dispatcher on PostgreSQL, 200 clients, 60 s (LOAD_ARGS=...)
+	$(PY) bench/load.py $(LOAD_ARGS)
+
 demo: ## a simulated fleet end to end, with live progress
 	$(PY) -m pip install -q . && assign demo
 

@@ -1,0 +1,598 @@
+"""Load test: two API processes and a dispatcher on PostgreSQL, many concurrent clients, then
+the database's invariants.
+
+    python bench/load.py [--clients 200] [--seconds 60] [--tool-servers 20]
+
+Makes a fresh database on PostgreSQL (``ASSIGN_LOAD_POSTGRES_URL``, the maintenance database
+to create it from; default ``postgresql://root@127.0.0.1:5432/postgres``), migrates it with
+``assign migrate``, and runs two ``assign serve --no-dispatcher`` processes (ports of
+8400-8449) and one ``assign dispatch``. Then, for ``--seconds``:
+
+* one client per tool server: heartbeat every few seconds, claim, work a little, report each
+  link completed (90 %) or failed (10 %, retried by the dispatcher);
+* the other clients, as an assign service would: reads (pending links, requests, available
+  servers, link counts), bulk creates of 20 links, and manual assigns of a pending link to an
+  available server (a 409 when somebody was first: the only non-2xx answer expected).
+
+Afterwards every process is stopped with SIGTERM (each must exit 0) and the database is
+checked: each server's ``active_tasks`` equals its in-flight links, each request's
+``created_links`` equals its completed create-phase links, no pending link has a server, no
+link is both finished and in flight, and every link a tool server completed is completed once.
+Prints requests/s and latency per operation, status codes and PASS/FAIL per check; the exit
+status is 1 when anything failed. The database is dropped at the end (``--keep`` keeps it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+from assign.demo.service import child_environment, free_port
+
+ADMIN_URL = os.environ.get("ASSIGN_LOAD_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
+SECRET = "assign-load-test-secret-" + "s" * 32
+PORTS = range(8400, 8450)
+WORKER = "/api/v1/worker"
+TOOL = "/api/v1/tool"
+ADMIN = "/api/v1/admin"
+#: answers that are part of the protocol: an assign that lost a race (link taken, server full)
+EXPECTED = {("assign", 409)}
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    exit_code: int | None = None
+    cpu_seconds: float | None = None
+
+    def cpu(self) -> float | None:
+        """CPU time (user + system) used so far, from /proc (None elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self, timeout: float = 30) -> int:
+        """SIGTERM, wait (SIGKILL after ``timeout``); the exit status."""
+        if self.popen.poll() is None:
+            self.cpu_seconds = self.cpu()
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        self.exit_code = self.popen.returncode
+        return self.exit_code
+
+    def errors(self) -> list[str]:
+        """Error lines of its log."""
+        try:
+            lines = self.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [line for line in lines if '"level":"error"' in line or "Traceback" in line]
+
+
+class Cluster:
+    """The processes under test; every one is stopped (and waited for) on exit."""
+
+    def __init__(self, db_url: str, log_dir: Path) -> None:
+        self.env = child_environment(
+            {
+                "ASSIGN_DATABASE_URL": db_url,
+                "ASSIGN_SECRET_KEY": SECRET,
+                "ASSIGN_LOG_LEVEL": "WARNING",
+                "ASSIGN_DB_POOL_SIZE": "10",
+                "ASSIGN_DISPATCH_INTERVAL": "0.5",
+                "ASSIGN_RETRY_BASE_SECONDS": "2",
+                "ASSIGN_RETRY_MAX_SECONDS": "10",
+            }
+        )
+        self.log_dir = log_dir
+        self.procs: list[Proc] = []
+
+    def cli(self, *args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "assign", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"assign {' '.join(args)} failed:\n{done.stderr}")
+        return done.stdout
+
+    def start(self, name: str, *args: str) -> Proc:
+        log = self.log_dir / f"{name}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "assign", *args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        proc = Proc(name, popen, log)
+        self.procs.append(proc)
+        return proc
+
+    def serve(self, name: str) -> str:
+        port = free_port(PORTS)
+        proc = self.start(name, "serve", "--no-dispatcher", "--port", str(port))
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.popen.poll() is not None:
+                raise RuntimeError(f"{name} exited: {proc.log.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
+                    return base
+            time.sleep(0.2)
+        raise RuntimeError(f"{name} not ready in 60 s")
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.exit_code is None:
+                proc.stop()
+
+
+# --- clients ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Stats:
+    latency: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    status: Counter[tuple[str, int | str]] = field(default_factory=Counter)
+    completed_ids: list[str] = field(default_factory=list)
+    samples: list[tuple[str, int | str, str]] = field(default_factory=list)
+
+    def record(self, op: str, status: int | str, seconds: float, body: str = "") -> None:
+        self.latency[op].append(seconds)
+        self.status[(op, status)] += 1
+        unexpected = (op, status) not in EXPECTED and not (isinstance(status, int) and status < 300)
+        if unexpected and len(self.samples) < 10:
+            self.samples.append((op, status, body[:300]))
+
+
+class Load:
+    def __init__(self, bases: list[str], worker_key: str, requests: list[str], stats: Stats):
+        self.bases = bases
+        self.worker_key = worker_key
+        self.requests = requests
+        self.stats = stats
+        self.stop = asyncio.Event()
+        # idle connections are dropped well before the server's keep-alive timeout (5 s), so a
+        # request never goes out on a connection the server is closing at that moment
+        limits = httpx.Limits(
+            max_connections=1000, max_keepalive_connections=1000, keepalive_expiry=2.0
+        )
+        self.http = [httpx.AsyncClient(base_url=b, timeout=60, limits=limits) for b in bases]
+
+    async def close(self) -> None:
+        for client in self.http:
+            await client.aclose()
+
+    async def call(
+        self, op: str, client: httpx.AsyncClient, method: str, path: str, key: str, **kw: Any
+    ) -> tuple[int | str, Any]:
+        started = time.perf_counter()
+        try:
+            response = await client.request(method, path, headers={"X-API-Key": key}, **kw)
+        except httpx.HTTPError as exc:
+            self.stats.record(op, type(exc).__name__, time.perf_counter() - started, str(exc))
+            return type(exc).__name__, None
+        self.stats.record(op, response.status_code, time.perf_counter() - started, response.text)
+        body = None
+        if response.status_code < 300:
+            with contextlib.suppress(ValueError):
+                body = response.json()
+        return response.status_code, body
+
+    async def tool_client(self, index: int, key: str) -> None:
+        client = self.http[index % len(self.http)]
+        last_beat = 0.0
+        while not self.stop.is_set():
+            if time.monotonic() - last_beat > 5:
+                await self.call("heartbeat", client, "POST", f"{TOOL}/heartbeat", key, json={})
+                last_beat = time.monotonic()
+            status, body = await self.call(
+                "claim", client, "POST", f"{TOOL}/links/claim", key, json={"limit": 10}
+            )
+            links = body["data"] if status == 200 and body else []
+            if not links:
+                await asyncio.sleep(0.2)
+                continue
+            await asyncio.gather(*(self.work(client, key, link) for link in links))
+
+    async def work(self, client: httpx.AsyncClient, key: str, link: dict[str, Any]) -> None:
+        await asyncio.sleep(random.uniform(0.01, 0.2))
+        if random.random() < 0.9:
+            result = {"status": "completed", "profile_url": f"https://site.example/u/{link['id']}"}
+        else:
+            result = {"status": "failed", "error": "captcha not solved"}
+        status, _ = await self.call(
+            "result", client, "PUT", f"{TOOL}/links/{link['id']}/result", key, json=result
+        )
+        if status == 200 and result["status"] == "completed":
+            self.stats.completed_ids.append(link["id"])
+
+    async def worker_client(self, index: int) -> None:
+        client = self.http[index % len(self.http)]
+        key = self.worker_key
+        while not self.stop.is_set():
+            roll = random.random()
+            if roll < 0.15:
+                await self.bulk(client)
+            elif roll < 0.45:
+                await self.assign(client)
+            elif roll < 0.65:
+                await self.call("list_links", client, "GET", f"{WORKER}/links?limit=50", key)
+            elif roll < 0.80:
+                await self.call("list_requests", client, "GET", f"{WORKER}/requests", key)
+            elif roll < 0.90:
+                await self.call("available", client, "GET", f"{WORKER}/servers/available", key)
+            else:
+                request_id = random.choice(self.requests)
+                await self.call(
+                    "link_count", client, "GET", f"{WORKER}/requests/{request_id}/links/count", key
+                )
+
+    async def bulk(self, client: httpx.AsyncClient) -> None:
+        request_id = random.choice(self.requests)
+        links = []
+        for i in range(20):
+            link: dict[str, Any] = {
+                "request_id": request_id,
+                "service_type": "entity",
+                "site_name": f"site-{random.randrange(200)}",
+                "username": f"user{random.randrange(10_000)}",
+                "password": "secret",
+                "details": {"keyword": f"keyword {i}"},
+            }
+            if random.random() < 0.2:  # paced per posting account by the dispatcher
+                link["email"] = f"account{random.randrange(500)}@example.com"
+            links.append(link)
+        await self.call(
+            "bulk", client, "POST", f"{WORKER}/links/bulk", self.worker_key, json={"links": links}
+        )
+
+    async def assign(self, client: httpx.AsyncClient) -> None:
+        key = self.worker_key
+        status, servers = await self.call(
+            "available", client, "GET", f"{WORKER}/servers/available", key
+        )
+        if status != 200 or not servers or not servers["data"]:
+            return
+        status, pending = await self.call(
+            "list_links", client, "GET", f"{WORKER}/links?limit=20", key
+        )
+        if status != 200 or not pending or not pending["data"]:
+            return
+        link = random.choice(pending["data"])
+        server = random.choice(servers["data"])
+        await self.call(
+            "assign", client, "PUT", f"{WORKER}/links/{link['id']}/assign", key,
+            json={"server_id": server["id"]},
+        )  # fmt: skip
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+INVARIANTS = {
+    "active_tasks = in-flight links, per server": """
+        SELECT count(*) FROM servers s
+        WHERE s.active_tasks <> (SELECT count(*) FROM links l WHERE l.server_id = s.id
+                                 AND l.status IN ('queued', 'running', 'connecting'))""",
+    "created_links = completed create-phase links, per request": """
+        SELECT count(*) FROM requests r
+        WHERE r.created_links <> (SELECT count(*) FROM links l WHERE l.request_id = r.id
+                                  AND l.phase = 'create' AND l.status = 'completed')""",
+    "no pending link with a server": """
+        SELECT count(*) FROM links WHERE status = 'pending' AND server_id IS NOT NULL""",
+    "no in-flight link without a server": """
+        SELECT count(*) FROM links
+        WHERE status IN ('queued', 'running', 'connecting') AND server_id IS NULL""",
+    "no link both finished and in flight": """
+        SELECT count(*) FROM links
+        WHERE (completed_at IS NOT NULL AND phase = 'create' AND status <> 'completed')
+           OR (status = 'completed' AND completed_at IS NULL)""",
+}
+
+
+async def check(url: str, stats: Stats) -> list[tuple[str, bool, str]]:
+    conn = await asyncpg.connect(url)
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            results = []
+            for name, sql in INVARIANTS.items():
+                bad = await conn.fetchval(sql)
+                results.append((name, bad == 0, f"{bad} violating row(s)" if bad else "ok"))
+            ids = stats.completed_ids
+            dup = len(ids) - len(set(ids))
+            completed = await conn.fetchval("SELECT count(*) FROM links WHERE status = 'completed'")
+            done = await conn.fetchval(
+                "SELECT count(*) FROM links WHERE status = 'completed' AND id = ANY($1::uuid[])",
+                list(set(ids)),
+            )
+            ok = dup == 0 and completed == len(set(ids)) == done
+            results.append(
+                (
+                    "links completed by tool servers = completed links, each once",
+                    ok,
+                    f"{len(ids)} answered 200 ({dup} twice), {completed} completed in the database",
+                )
+            )
+            totals = await conn.fetch("SELECT status, count(*) FROM links GROUP BY status")
+            results.append(
+                ("links by status", True, ", ".join(f"{r[0]} {r[1]}" for r in sorted(totals)))
+            )
+    finally:
+        await conn.close()
+    return results
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    cells = [headers, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = [
+        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def report(stats: Stats, seconds: float) -> str:
+    rows = []
+    for op in sorted(stats.latency):
+        lat = stats.latency[op]
+        codes = Counter({s: n for (o, s), n in stats.status.items() if o == op})
+        rows.append(
+            [
+                op,
+                len(lat),
+                f"{len(lat) / seconds:.1f}",
+                f"{percentile(lat, 50) * 1000:.1f}",
+                f"{percentile(lat, 99) * 1000:.1f}",
+                f"{max(lat) * 1000:.0f}",
+                " ".join(f"{s}:{n}" for s, n in sorted(codes.items(), key=str)),
+            ]
+        )
+    everything = [x for lat in stats.latency.values() for x in lat]
+    codes = Counter()
+    for (_, s), n in stats.status.items():
+        codes[s] += n
+    rows.append(
+        [
+            "all",
+            len(everything),
+            f"{len(everything) / seconds:.1f}",
+            f"{percentile(everything, 50) * 1000:.1f}",
+            f"{percentile(everything, 99) * 1000:.1f}",
+            f"{max(everything, default=0) * 1000:.0f}",
+            " ".join(f"{s}:{n}" for s, n in sorted(codes.items(), key=str)),
+        ]
+    )
+    return table(["operation", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "statuses"], rows)
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def with_database(url: str, name: str) -> str:
+    base, _, _ = url.rpartition("/")
+    return f"{base}/{name}"
+
+
+@contextlib.contextmanager
+def fresh_database(keep: bool) -> Iterator[str]:
+    name = f"assign_load_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(ADMIN_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield with_database(ADMIN_URL, name)
+    finally:
+        if keep:
+            print(f"database kept: {with_database(ADMIN_URL, name)}")
+        else:
+            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def wait_for_leader(url: str, within: float = 60) -> None:
+    """Until the dispatcher holds its leader lock (it is then running, signal handlers set)."""
+    conn = await asyncpg.connect(url)
+    try:
+        deadline = time.monotonic() + within
+        while not await conn.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the dispatcher took no leadership in {within:.0f} s")
+            await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+
+
+async def setup(base: str, admin_key: str, tool_servers: int) -> tuple[list[str], list[str]]:
+    """Requests and tool servers through the admin API; (request ids, tool keys)."""
+    headers = {"X-API-Key": admin_key}
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=headers) as http:
+        requests = []
+        for i in range(10):
+            response = await http.post(
+                f"{ADMIN}/requests",
+                json={"service_type": "entity", "name": f"campaign {i}", "priority": i % 3,
+                      "website": "https://example.com"},
+            )  # fmt: skip
+            response.raise_for_status()
+            requests.append(response.json()["data"]["id"])
+        keys = []
+        for i in range(tool_servers):
+            response = await http.post(
+                f"{ADMIN}/servers",
+                json={"name": f"tool-{i:03d}", "service": "tool", "max_threads": 20,
+                      "priority": i % 3},
+            )  # fmt: skip
+            response.raise_for_status()
+            keys.append(response.json()["data"]["api_key"])
+    return requests, keys
+
+
+async def run_load(
+    bases: list[str], worker_key: str, requests: list[str], tool_keys: list[str], args: Any
+) -> tuple[Stats, float]:
+    stats = Stats()
+    load = Load(bases, worker_key, requests, stats)
+    workers = max(0, args.clients - len(tool_keys))
+    tasks = [asyncio.create_task(load.tool_client(i, k)) for i, k in enumerate(tool_keys)]
+    tasks += [asyncio.create_task(load.worker_client(i)) for i in range(workers)]
+    started = time.perf_counter()
+    try:
+        await asyncio.sleep(args.seconds)
+    finally:
+        load.stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        elapsed = time.perf_counter() - started
+        await load.close()
+    return stats, elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=200, help="concurrent clients (200)")
+    parser.add_argument("--seconds", type=float, default=60, help="duration of the load (60)")
+    parser.add_argument(
+        "--tool-servers", type=int, default=20, help="tool servers, one client each"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    args = parser.parse_args()
+    if args.tool_servers >= args.clients:
+        parser.error("--clients must be more than --tool-servers")
+
+    failed = False
+    with (
+        fresh_database(args.keep) as url,
+        tempfile.TemporaryDirectory(prefix="assign-load-") as tmp,
+    ):
+        cluster = Cluster(url, Path(tmp))
+        try:
+            cluster.cli("migrate")
+            admin_key = cluster.cli("admin-key", "create", "--name", "load").split()[-1]
+            worker_key = cluster.cli("server", "add", "load-assign", "--service", "assign")
+            worker_key = worker_key.split()[-1]
+            bases = [cluster.serve("api-1"), cluster.serve("api-2")]
+            cluster.start("dispatcher", "dispatch")
+            asyncio.run(wait_for_leader(url))
+            requests, tool_keys = asyncio.run(setup(bases[0], admin_key, args.tool_servers))
+            print(
+                f"load: {args.clients} clients ({args.tool_servers} tool servers, "
+                f"{args.clients - args.tool_servers} assign clients) for {args.seconds:.0f} s "
+                f"on {' and '.join(bases)}, one dispatcher, PostgreSQL {url.rsplit('@', 1)[-1]}"
+            )
+            load_before = os.getloadavg()[0]
+            cpu_start = {p.name: p.cpu() or 0.0 for p in cluster.procs}
+            own = resource.getrusage(resource.RUSAGE_SELF)
+            stats, elapsed = asyncio.run(run_load(bases, worker_key, requests, tool_keys, args))
+            own_after = resource.getrusage(resource.RUSAGE_SELF)
+            load_after = os.getloadavg()[0]
+        finally:
+            cluster.stop_all()
+        print()
+        print(report(stats, elapsed))
+        print()
+        total = sum(len(v) for v in stats.latency.values())
+        cpu = {
+            p.name: p.cpu_seconds - cpu_start.get(p.name, 0.0)
+            for p in cluster.procs
+            if p.cpu_seconds is not None
+        }
+        used = [f"{name} {seconds:.1f} s" for name, seconds in cpu.items()]
+        api_cpu = sum(v for name, v in cpu.items() if name.startswith("api"))
+        client_cpu = (own_after.ru_utime + own_after.ru_stime) - (own.ru_utime + own.ru_stime)
+        print(
+            f"machine: {os.cpu_count()} CPUs, load average {load_before:.1f} before and "
+            f"{load_after:.1f} after the run; CPU time during the run: {', '.join(used)}, "
+            f"clients {client_cpu:.1f} s"
+            + (f"; API {api_cpu * 1000 / total:.1f} ms of CPU per request" if total else "")
+        )
+        print()
+
+        unexpected = {
+            (op, s): n
+            for (op, s), n in stats.status.items()
+            if (op, s) not in EXPECTED and not (isinstance(s, int) and s < 300)
+        }
+        checks: list[tuple[str, bool, str]] = [
+            (
+                "only 2xx answers, and 409 to assigns",
+                not unexpected,
+                "ok" if not unexpected else f"{unexpected}; e.g. {stats.samples[:3]}",
+            )
+        ]
+        for proc in cluster.procs:
+            errors = proc.errors()
+            checks.append(
+                (
+                    f"{proc.name}: exit 0 on SIGTERM, no error logged",
+                    proc.exit_code == 0 and not errors,
+                    f"exit {proc.exit_code}, {len(errors)} error line(s)"
+                    + (f": {errors[0][:300]}" if errors else ""),
+                )
+            )
+        checks += asyncio.run(check(url, stats))
+        rows = [["PASS" if ok else "FAIL", name, detail] for name, ok, detail in checks]
+        print(table(["result", "check", "detail"], rows))
+        failed = not all(ok for _, ok, _ in checks)
+    print()
+    print("FAIL" if failed else "PASS")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
