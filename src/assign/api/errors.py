@@ -61,6 +61,12 @@ def validation_response(exc: RequestValidationError) -> Response:
     return error(400, f"Invalid request: check {fields}", details[:200])
 
 
+def error_type(exc: BaseException) -> str:
+    """``sqlalchemy.exc.TimeoutError``, ``ConnectionRefusedError``: the module unless builtin."""
+    kind = type(exc)
+    return kind.__name__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__name__}"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> Response:
@@ -80,5 +86,6 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DatabaseUnavailable)
     async def _db_down(_: Request, exc: DatabaseUnavailable) -> Response:
-        log.warning("database unavailable", extra={"error_type": type(exc).__name__})
+        # the cause tells a database that is down from a pool with no free connection
+        log.warning("database unavailable", extra={"error_type": error_type(exc.__cause__ or exc)})
         return error(503, STATUS_MESSAGES[503], headers={"Retry-After": "1"})

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assign import logging as assign_logging
 from assign import metrics
-from assign.api.errors import STATUS_MESSAGES
+from assign.api.errors import STATUS_MESSAGES, error_type
 from assign.api.responses import error
 from assign.db.engine import DatabaseUnavailable, is_connection_error
 from assign.security import keys
@@ -79,6 +79,10 @@ class RequestContextMiddleware:
                 if isinstance(exc, BodyTooLarge):
                     response = error(413, STATUS_MESSAGES[413])
                 elif isinstance(exc, DatabaseUnavailable) or is_connection_error(exc):
+                    cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) else exc
+                    log.warning(
+                        "database unavailable", extra={"error_type": error_type(cause or exc)}
+                    )
                     response = error(503, STATUS_MESSAGES[503], headers={"Retry-After": "1"})
                 else:
                     log.error("unhandled error", exc_info=exc)
