@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import resource
@@ -89,6 +90,16 @@ class Proc:
         self.exit_code = self.popen.returncode
         return self.exit_code
 
+    def unavailable(self) -> Counter[str]:
+        """Causes of its 503 answers, from its log ("database unavailable" warnings)."""
+        causes: Counter[str] = Counter()
+        with contextlib.suppress(OSError):
+            for line in self.log.read_text(errors="replace").splitlines():
+                if '"database unavailable"' in line:
+                    with contextlib.suppress(ValueError, AttributeError):
+                        causes[json.loads(line).get("error_type", "?")] += 1
+        return causes
+
     def errors(self) -> list[str]:
         """Error lines of its log."""
         try:
@@ -101,13 +112,13 @@ class Proc:
 class Cluster:
     """The processes under test; every one is stopped (and waited for) on exit."""
 
-    def __init__(self, db_url: str, log_dir: Path) -> None:
+    def __init__(self, db_url: str, log_dir: Path, pool_size: int) -> None:
         self.env = child_environment(
             {
                 "ASSIGN_DATABASE_URL": db_url,
                 "ASSIGN_SECRET_KEY": SECRET,
                 "ASSIGN_LOG_LEVEL": "WARNING",
-                "ASSIGN_DB_POOL_SIZE": "10",
+                "ASSIGN_DB_POOL_SIZE": str(pool_size),
                 "ASSIGN_DISPATCH_INTERVAL": "0.5",
                 "ASSIGN_RETRY_BASE_SECONDS": "2",
                 "ASSIGN_RETRY_MAX_SECONDS": "10",
@@ -510,6 +521,9 @@ def main() -> int:
     parser.add_argument(
         "--tool-servers", type=int, default=20, help="tool servers, one client each"
     )
+    parser.add_argument(
+        "--pool-size", type=int, default=10, help="ASSIGN_DB_POOL_SIZE of each process (10)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
     if args.tool_servers >= args.clients:
@@ -520,7 +534,7 @@ def main() -> int:
         fresh_database(args.keep) as url,
         tempfile.TemporaryDirectory(prefix="assign-load-") as tmp,
     ):
-        cluster = Cluster(url, Path(tmp))
+        cluster = Cluster(url, Path(tmp), args.pool_size)
         try:
             cluster.cli("migrate")
             admin_key = cluster.cli("admin-key", "create", "--name", "load").split()[-1]
@@ -561,6 +575,9 @@ def main() -> int:
             f"clients {client_cpu:.1f} s"
             + (f"; API {api_cpu * 1000 / total:.1f} ms of CPU per request" if total else "")
         )
+        causes = sum((p.unavailable() for p in cluster.procs), Counter())
+        if causes:
+            print(f"503 answers by cause (from the API logs): {dict(causes)}")
         print()
 
         unexpected = {
