@@ -130,12 +130,13 @@ links = sa.Table(
         postgresql_where=sa.text("assigned_at IS NOT NULL"),
         sqlite_where=sa.text("assigned_at IS NOT NULL"),
     ),
-    # stale links (dispatcher step 2, GET /links?stale=true): only links being worked on
+    # stale links (dispatcher step 2, GET /links?stale=true): only links being worked on;
+    # statuses in the order the queries list them, so the planner sees one condition
     sa.Index(
         "ix_links_working_started_at",
         "started_at",
-        postgresql_where=sa.text("status IN ('running', 'connecting')"),
-        sqlite_where=sa.text("status IN ('running', 'connecting')"),
+        postgresql_where=sa.text("status IN ('connecting', 'running')"),
+        sqlite_where=sa.text("status IN ('connecting', 'running')"),
     ),
     # failed links with no retry left (dispatcher step 4): empty between ticks
     sa.Index(

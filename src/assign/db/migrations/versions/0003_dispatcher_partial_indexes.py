@@ -19,7 +19,9 @@ down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-WORKING = "status IN ('running', 'connecting')"
+# in the order the queries list the statuses (sorted): PostgreSQL then sees the predicate and a
+# query's status condition as one, and does not AND this index with another on status
+WORKING = "status IN ('connecting', 'running')"
 EXHAUSTED = "status = 'failed' AND retry_count >= max_retries"
 
 
