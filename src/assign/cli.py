@@ -94,6 +94,9 @@ def serve(
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=30,
+        # longer than clients keep idle connections (httpx: 5 s), so a client never reuses a
+        # connection the server is closing at that very moment
+        timeout_keep_alive=65,
         loop="uvloop",
         http="httptools",
     )
@@ -140,6 +143,8 @@ def dispatch() -> None:
     from assign import logging as assign_logging
     from assign.dispatcher.loop import main as dispatcher_main
 
+    # a stop asked for before the loop's own handler is installed is still a clean exit
+    signal.signal(signal.SIGTERM, _exit_ok)
     settings = load_settings()
     assign_logging.setup(settings.log_level, json=settings.log_json)
     _prepare_schema(settings)
