@@ -28,6 +28,8 @@ from sqlalchemy.engine import make_url
 from assign.dispatcher.leader import LOCK_KEY
 from tests.conftest import TEST_SECRET
 
+#: how long a process may take to start (imports and all) on a busy machine
+STARTUP = 120.0
 #: the ports these tests may bind
 PORTS = range(8350, 8400)
 ADMIN = "/api/v1/admin"
@@ -81,7 +83,7 @@ async def run_cli(env: dict[str, str], *args: str) -> str:
         env=env,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=STARTUP,
         check=False,
     )
     assert done.returncode == 0, f"assign {' '.join(args)} failed:\n{done.stderr}"
@@ -196,12 +198,18 @@ class Processes:
             port = free_port()
             proc = self.start(name, env, "serve", "--no-dispatcher", "--port", str(port))
             base = f"http://127.0.0.1:{port}"
-            if await wait_ready(proc, base):
+            if await wait_ready(proc, base, within=STARTUP):
                 return proc, base
-            proc.close()  # most likely another program took the port first
-        raise AssertionError(f"assign serve never answered:\n{proc.log_tail()}")
+            if proc.alive() or "address already in use" not in proc.log_tail().lower():
+                break
+            # another program took the port between the probe and the bind: another port
+        raise AssertionError(f"assign serve did not get ready:\n{proc.log_tail()}")
 
     def close(self) -> None:
+        """SIGTERM to every live one at once, then each is waited for (SIGKILL after 10 s)."""
+        for proc in self.started:
+            if proc.alive():
+                proc.send(signal.SIGTERM)
         for proc in self.started:
             proc.close()
 
@@ -209,7 +217,9 @@ class Processes:
         return [p for p in self.started if p.args[:1] == ["dispatch"]]
 
 
-async def wait_ready(proc: Proc, base: str, within: float = 30) -> bool:
+async def wait_ready(proc: Proc, base: str, within: float = STARTUP) -> bool:
+    """Whether the API at ``base`` answers /readyz within ``within`` seconds (False as soon as
+    the process has exited)."""
     deadline = time.monotonic() + within
     async with httpx.AsyncClient(base_url=base, timeout=2) as http:
         while time.monotonic() < deadline and proc.alive():

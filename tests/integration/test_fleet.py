@@ -25,6 +25,7 @@ import pytest
 from tests.conftest import PG_ADMIN_URL, PG_SKIP
 from tests.integration import fleet
 from tests.integration.procs import (
+    STARTUP,
     Proc,
     Processes,
     assign_env,
@@ -70,14 +71,17 @@ class Run:
     feed: fleet.Feed
     dispatchers: list[Proc]
     api: Proc
-    seconds: float
+    seconds: float  # from the links' creation to the last request completed
+    setup_seconds: float = 0.0  # processes started, keys, servers, requests
+    wind_down_seconds: float = 0.0  # the simulated fleet and the sampler stopped
     takeovers: list[Takeover] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds used, by process
 
     def summary(self) -> str:
         cpu = ", ".join(f"{k} {v:.1f}" for k, v in self.cpu.items())
         return (
-            f"{LINKS:,} links in {self.seconds:.1f} s, {len(self.record.claims)} attempts, "
+            f"{LINKS:,} links in {self.seconds:.1f} s (set-up {self.setup_seconds:.1f} s, "
+            f"wind-down {self.wind_down_seconds:.1f} s), {len(self.record.claims)} attempts, "
             f"{sum(self.record.failures.values())} failures, {self.record.samples} samples, "
             f"{self.record.unavailable} calls answered 503 and made again, "
             f"peaks {[s.peak for s in self.feed.servers]} of {THREADS}; CPU s: {cpu}"
@@ -98,6 +102,7 @@ async def run_fleet(
         retry_max_seconds=0.5,
         db_pool_size=4,
     )
+    begun = time.monotonic()
     dispatchers = [procs.start(f"dispatch-{i}", env, "dispatch") for i in range(3)]
     (api, base), admin_out, assign_out = await asyncio.gather(
         procs.serve("api", {**env, "ASSIGN_DB_POOL_SIZE": "10"}),
@@ -107,18 +112,16 @@ async def run_fleet(
     admin_key = admin_out.strip().splitlines()[-1]
     assign_key = assign_out.strip().splitlines()[-1]
     port = pg_port(url)
-    first, _ = await wait_leader(db, dispatchers, port, within=15)
+    first, _ = await wait_leader(db, dispatchers, port, within=STARTUP)
     assert first is not None, "no dispatcher took the lock"
 
     record = fleet.Record()
     stop = asyncio.Event()
-    # idle connections are dropped before the API's keep-alive timeout (5 s) can close them
-    # under a request about to be sent on them
-    limits = httpx.Limits(max_connections=60, max_keepalive_connections=60, keepalive_expiry=2)
     extra: list[asyncpg.Connection] = []
     tasks: list[asyncio.Task[None]] = []
     run = None
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as http:
+    fleet_http = fleet.LightClient("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         feed = await fleet.make_feed(
             http, admin_key=admin_key, assign_key=assign_key, threads=THREADS, requests=REQUESTS
         )
@@ -128,8 +131,11 @@ async def run_fleet(
             extra.append(sampler_conn)
             tasks.append(asyncio.create_task(fleet.sample(sampler_conn, record, stop)))
             for i, server in enumerate(feed.servers):
-                tasks.append(asyncio.create_task(fleet.run_server(http, server, record, stop, i)))
+                tasks.append(
+                    asyncio.create_task(fleet.run_server(fleet_http, server, record, stop, i))
+                )
             started = time.monotonic()
+            run.setup_seconds = started - begun
             usage = resource.getrusage(resource.RUSAGE_SELF)
             cpu_before = usage.ru_utime + usage.ru_stime
             await fleet.add_links(http, feed, LINKS // REQUESTS)
@@ -169,6 +175,8 @@ async def run_fleet(
         finally:
             stop.set()
             results = await asyncio.gather(*tasks, return_exceptions=True)
+            fleet_http.close()
+            run.wind_down_seconds = time.monotonic() - started - run.seconds
             for conn in extra:
                 await conn.close()
         for result in results:

@@ -27,6 +27,7 @@ from assign.services.context import Context
 from tests.conftest import PG_ADMIN_URL, PG_SKIP
 from tests.factories import TOOL, Factory
 from tests.integration.procs import (
+    STARTUP,
     Proc,
     Processes,
     assign_env,
@@ -49,7 +50,7 @@ TAKEOVER_BOUND = 2 * INTERVAL + LEASE
 
 
 async def wait_started(*dispatchers: Proc) -> None:
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + STARTUP
     for proc in dispatchers:
         while not proc.logged("dispatcher started"):
             assert proc.alive(), proc.log_tail()
@@ -157,7 +158,7 @@ async def test_sigterm_mid_tick_finishes_it_exits_0_and_hands_over(
         env = assign_env(scratch_db, dispatch_interval=INTERVAL, db_pool_size=2)
         port = pg_port(scratch_db)
         first = procs.start("dispatch-a", env, "dispatch")
-        leader, _ = await wait_leader(db, [first], port, within=20)
+        leader, _ = await wait_leader(db, [first], port, within=STARTUP)
         assert leader is first
         second = procs.start("dispatch-b", env, "dispatch")
         await wait_started(second)
@@ -211,7 +212,7 @@ async def test_sigterm_when_idle_stops_at_once(
     env = assign_env(scratch_db, dispatch_interval=60, db_pool_size=2)
     port = pg_port(scratch_db)
     leader_proc = procs.start("dispatch-leader", env, "dispatch")
-    found, _ = await wait_leader(db, [leader_proc], port, within=20)
+    found, _ = await wait_leader(db, [leader_proc], port, within=STARTUP)
     assert found is leader_proc
     follower = procs.start("dispatch-follower", env, "dispatch")
     await wait_started(follower)
