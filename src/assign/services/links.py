@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -21,12 +23,19 @@ from assign.errors import Conflict, InvalidInput, NotFound
 from assign.services import wake
 from assign.services.context import Context
 
+#: the order of the rows create_links builds
+assert repo.INSERT_COLUMNS == (
+    "id", "request_id", "service_type", "server_id", "site_id", "site_name", "email", "username",
+    "password_enc", "about", "status", "phase", "priority", "retry_count", "max_retries", "details",
+    "assigned_at", "created_at", "updated_at",
+)  # fmt: skip
+
 
 async def create_links(ctx: Context, *, items: list[dict[str, Any]]) -> int:
     """Insert all links or none; a link with ``server_id`` starts queued on that server."""
     now = ctx.clock.now()
     encrypt = ctx.cipher.encrypt
-    uuid4 = uuid.uuid4
+    pending, queued, create = LinkStatus.PENDING, LinkStatus.QUEUED, Phase.CREATE
 
     async def work(conn: AsyncConnection) -> int:
         priorities = await requests_repo.existing_ids(conn, [i["request_id"] for i in items])
@@ -57,41 +66,49 @@ async def create_links(ctx: Context, *, items: list[dict[str, Any]]) -> int:
             raise InvalidInput(
                 f"{len(details)} link(s) refer to unknown requests or servers", details[:100]
             )
-        rows_out = []
-        load: Counter[uuid.UUID] = Counter()
-        for item in items:
-            server_id = item.get("server_id")
-            if server_id is not None:
-                load[server_id] += 1
-            rows_out.append(
-                {
-                    "id": uuid4(),
-                    "request_id": item["request_id"],
-                    "service_type": item["service_type"],
-                    "server_id": server_id,
-                    "site_id": item.get("site_id"),
-                    "site_name": item.get("site_name"),
-                    "email": item.get("email"),
-                    "username": item.get("username"),
-                    "password_enc": encrypt(item.get("password")),
-                    "about": item.get("about"),
-                    "status": LinkStatus.QUEUED if server_id is not None else LinkStatus.PENDING,
-                    "phase": Phase.CREATE,
-                    "priority": priorities[item["request_id"]],
-                    "retry_count": 0,
-                    "max_retries": item.get("max_retries", 3),
-                    "details": item.get("details"),
-                    "assigned_at": now if server_id is not None else None,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-        await repo.insert_many(conn, rows_out)
+        load = Counter(i["server_id"] for i in items if i.get("server_id") is not None)
+        ids = _new_ids(len(items))
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            # built while the COPY streams (repo.insert_many), in repo.INSERT_COLUMNS order
+            for link_id, item in zip(ids, items, strict=True):
+                server_id = item.get("server_id")
+                placed = server_id is not None
+                yield (
+                    link_id,
+                    item["request_id"],
+                    item["service_type"],
+                    server_id,
+                    item.get("site_id"),
+                    item.get("site_name"),
+                    item.get("email"),
+                    item.get("username"),
+                    encrypt(item.get("password")),
+                    item.get("about"),
+                    queued if placed else pending,
+                    create,
+                    priorities[item["request_id"]],
+                    0,
+                    item.get("max_retries", 3),
+                    item.get("details"),
+                    now if placed else None,
+                    now,
+                    now,
+                )
+
+        await repo.insert_many(conn, rows())
         await servers_repo.add_tasks(conn, load.items())
         await wake.notify(ctx, conn)
-        return len(rows_out)
+        return len(items)
 
     return await ctx.db.run(work)
+
+
+def _new_ids(n: int) -> list[uuid.UUID]:
+    """``n`` random (version 4) UUIDs from one read of the system's random source."""
+    data = os.urandom(16 * n)
+    make = uuid.UUID
+    return [make(bytes=data[i : i + 16], version=4) for i in range(0, 16 * n, 16)]
 
 
 async def list_links(

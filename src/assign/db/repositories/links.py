@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,22 +31,37 @@ INSERT_COLUMNS = (
 DISPATCH_ORDER = (links.c.priority.desc(), links.c.created_at, links.c.id)
 
 
-async def insert_many(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Insert prepared link rows; on PostgreSQL with COPY (the transaction must be started)."""
+_DETAILS = INSERT_COLUMNS.index("details")
+
+
+async def insert_many(conn: AsyncConnection, rows: Iterable[tuple[Any, ...]]) -> None:
+    """Insert prepared link rows, each a tuple in ``INSERT_COLUMNS`` order (``details`` a dict or
+    None); the transaction must be started.
+
+    On PostgreSQL one COPY consumes ``rows`` lazily: asyncpg sends every ~512 KiB it has encoded,
+    so building the next rows (a generator) overlaps with the server inserting the previous ones.
+    An exception raised by ``rows`` aborts the COPY.
+    """
     if conn.dialect.name == "postgresql":
         raw = await conn.get_raw_connection()
-        records = [
-            tuple(
-                orjson.dumps(row[c]).decode() if c == "details" and row[c] is not None else row[c]
-                for c in INSERT_COLUMNS
-            )
-            for row in rows
-        ]
         await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-            "links", records=records, columns=INSERT_COLUMNS
+            "links", records=_copy_records(rows), columns=INSERT_COLUMNS
         )
     else:
-        await conn.execute(links.insert(), rows)
+        await conn.execute(
+            links.insert(), [dict(zip(INSERT_COLUMNS, row, strict=True)) for row in rows]
+        )
+
+
+def _copy_records(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+    # COPY takes jsonb as text; only rows with details need rebuilding
+    dumps = orjson.dumps
+    at = _DETAILS
+    for row in rows:
+        details = row[at]
+        if details is not None:
+            row = (*row[:at], dumps(details).decode(), *row[at + 1 :])
+        yield row
 
 
 async def get(conn: AsyncConnection, link_id: uuid.UUID) -> Row[Any] | None:
