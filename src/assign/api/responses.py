@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from starlette.responses import Response
 
+from assign.db.repositories.links import JSONArray
+
 OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC | orjson.OPT_NON_STR_KEYS
 
 
@@ -26,6 +28,8 @@ class JSON(Response):
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
+        if isinstance(content, bytes):  # encoded already
+            return content
         return dumps(content)
 
 
@@ -34,8 +38,10 @@ def ok(status_code: int = 200, **fields: Any) -> JSON:
     return JSON({"success": True, **fields}, status_code=status_code)
 
 
-def listing(items: list[Any]) -> JSON:
-    """``{"success": true, "data": [...], "total": N}``."""
+def listing(items: list[Any] | JSONArray) -> JSON:
+    """``{"success": true, "data": [...], "total": N}``; ``data`` may come encoded already."""
+    if isinstance(items, JSONArray):
+        return JSON(b'{"success":true,"data":%s,"total":%d}' % (items.json.encode(), items.total))
     return JSON({"success": True, "data": items, "total": len(items)})
 
 

@@ -119,9 +119,11 @@ async def list_links(
     request_id: uuid.UUID | None,
     server_id: uuid.UUID | None,
     limit: int,
-) -> list[dict[str, Any]]:
+) -> list[dict[str, Any]] | repo.JSONArray:
+    """The links as dicts, or on PostgreSQL already encoded as a JSON array by the database."""
     async with ctx.db.read() as conn:
-        rows = await repo.list_links(
+        find = repo.list_links_json if conn.dialect.name == "postgresql" else repo.list_links
+        found = await find(
             conn,
             statuses=statuses,
             service_type=service_type,
@@ -129,7 +131,9 @@ async def list_links(
             server_id=server_id,
             limit=limit,
         )
-    return [views.link(r) for r in rows]
+    if isinstance(found, repo.JSONArray):
+        return found
+    return [views.link(r) for r in found]
 
 
 async def list_stale(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
@@ -13,6 +13,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db.tables import links, requests
+from assign.db.views import LINK_FIELDS
 from assign.domain.states import (
     IN_FLIGHT,
     UNFINISHED,
@@ -79,7 +80,59 @@ async def list_links(
     limit: int,
 ) -> Sequence[Row[Any]]:
     """Links in ``statuses`` (pending ones only without a server), dispatch order."""
-    query = sa.select(links)
+    query = _listed(sa.select(links), statuses, service_type, request_id, server_id)
+    return (await conn.execute(query.order_by(*DISPATCH_ORDER).limit(limit))).all()
+
+
+class JSONArray(NamedTuple):
+    """Items already encoded as one JSON array (``[...]``) by the database, and how many."""
+
+    json: str
+    total: int
+
+
+async def list_links_json(
+    conn: AsyncConnection,
+    *,
+    statuses: Sequence[str],
+    service_type: str | None,
+    request_id: uuid.UUID | None,
+    server_id: uuid.UUID | None,
+    limit: int,
+) -> JSONArray:
+    """:func:`list_links` as ``views.link`` items that PostgreSQL encodes: compact, keys in
+    ``LINK_FIELDS`` order, timestamps as ``responses.dumps`` writes them (``...Z``), ``details``
+    as jsonb prints it. Python then handles one string instead of a thousand rows (no per-row
+    objects to build, convert and garbage-collect). PostgreSQL only.
+    """
+    columns = [
+        sa.literal_column(_RFC3339.format(column=f"links.{name}")).label(name)
+        if name.endswith("_at")
+        else links.c[name]
+        for name in LINK_FIELDS
+    ]
+    picked = _listed(sa.select(*columns), statuses, service_type, request_id, server_id)
+    t = picked.order_by(*DISPATCH_ORDER).limit(limit).subquery("t")
+    # string_agg takes the rows in the subquery's order: a LIMIT subquery is never reordered
+    encoded = sa.func.string_agg(sa.cast(sa.func.row_to_json(sa.literal_column("t")), sa.Text), ",")
+    row = (await conn.execute(sa.select(sa.func.count(), encoded).select_from(t))).one()
+    return JSONArray(f"[{row[1] or ''}]", row[0])
+
+
+#: timestamptz as orjson writes an aware UTC datetime: microseconds only when not zero
+_RFC3339 = (
+    """replace(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), """
+    """'.000000Z', 'Z')"""
+)
+
+
+def _listed(
+    query: sa.Select[Any],
+    statuses: Sequence[str],
+    service_type: str | None,
+    request_id: uuid.UUID | None,
+    server_id: uuid.UUID | None,
+) -> sa.Select[Any]:
     if len(statuses) == 1:
         query = query.where(links.c.status == statuses[0])
     else:
@@ -88,8 +141,7 @@ async def list_links(
         query = query.where(
             sa.or_(links.c.status != LinkStatus.PENDING, links.c.server_id.is_(None))
         )
-    query = _filters(query, service_type, request_id, server_id)
-    return (await conn.execute(query.order_by(*DISPATCH_ORDER).limit(limit))).all()
+    return _filters(query, service_type, request_id, server_id)
 
 
 async def list_stale(
