@@ -5,11 +5,21 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel
 
 from assign.api import idempotency, responses
-from assign.api.deps import Caller, Ctx, clamp_limit, parse_choice, parse_statuses, secured
+from assign.api.deps import (
+    LIMIT_QUERY_EXTRA,
+    Caller,
+    Ctx,
+    choice_query,
+    clamp_limit,
+    parse_choice,
+    parse_statuses,
+    secured,
+    status_query,
+)
 from assign.api.idempotency import IdempotencyKey
 from assign.api.responses import JSON
 from assign.api.schemas import inputs
@@ -25,7 +35,16 @@ router = APIRouter(
     responses=error_responses(400, 401, 429, 503),
 )
 NotFound = error_responses(404)
-Limit = Annotated[int, Query(description="default 100, at most 1000 (larger is clamped)")]
+Limit = Annotated[
+    int,
+    Query(
+        description="default 100, at least 1, at most 1000 (larger is clamped)",
+        json_schema_extra=LIMIT_QUERY_EXTRA,
+    ),
+]
+ServiceTypeQ = Annotated[str | None, choice_query(SERVICE_TYPES)]
+#: a settings group name, as stored (at most 100 characters)
+Group = Annotated[str, Path(min_length=1, max_length=100)]
 
 #: fields a PATCH may set to null; any other null is ignored
 NULLABLE = {"ip", "service_types", "website", "auction_price", "target", "config", "data",
@@ -63,7 +82,11 @@ async def create_server(
 
 
 @router.get("/servers", summary="All servers", response_model=ListOut[out.ServerOut])
-async def list_servers(ctx: Ctx, status: str | None = None, service: str | None = None) -> JSON:
+async def list_servers(
+    ctx: Ctx,
+    status: Annotated[str | None, status_query(ServerStatus)] = None,
+    service: str | None = None,
+) -> JSON:
     items = await servers.list_servers(
         ctx,
         statuses=parse_statuses(status, ServerStatus),
@@ -131,7 +154,10 @@ async def create_request(
 
 @router.get("/requests", summary="Requests", response_model=ListOut[out.RequestOut])
 async def list_requests(
-    ctx: Ctx, status: str | None = None, service_type: str | None = None, limit: Limit = 100
+    ctx: Ctx,
+    status: Annotated[str | None, status_query(RequestStatus)] = None,
+    service_type: ServiceTypeQ = None,
+    limit: Limit = 100,
 ) -> JSON:
     items = await requests.list_requests(
         ctx,
@@ -186,7 +212,7 @@ async def create_site(
 
 @router.get("/sites", summary="Sites", response_model=ListOut[out.SiteOut])
 async def list_sites(
-    ctx: Ctx, type: str | None = None, active: bool | None = None, limit: Limit = 100
+    ctx: Ctx, type: ServiceTypeQ = None, active: bool | None = None, limit: Limit = 100
 ) -> JSON:
     items = await catalog.list_sites(
         ctx,
@@ -245,7 +271,10 @@ async def create_account(
     "/accounts", summary="Posting accounts (no passwords)", response_model=ListOut[out.AccountOut]
 )
 async def list_accounts(
-    ctx: Ctx, group_id: uuid.UUID | None = None, status: str | None = None, limit: Limit = 100
+    ctx: Ctx,
+    group_id: uuid.UUID | None = None,
+    status: Annotated[str | None, status_query(AccountStatus)] = None,
+    limit: Limit = 100,
 ) -> JSON:
     items = await catalog.list_accounts(
         ctx,
@@ -294,14 +323,14 @@ async def all_settings(ctx: Ctx) -> JSON:
 
 
 @router.get("/settings/{group}", summary="One settings group", response_model=out.SettingsOut)
-async def get_settings(ctx: Ctx, group: str) -> JSON:
+async def get_settings(ctx: Ctx, group: Group) -> JSON:
     return responses.ok(group=group, settings=await catalog.get_settings(ctx, group=group))
 
 
 @router.put(
     "/settings/{group}", summary="Merge keys into a settings group", response_model=out.SettingsOut
 )
-async def put_settings(ctx: Ctx, group: str, body: inputs.SettingsIn) -> JSON:
+async def put_settings(ctx: Ctx, group: Group, body: inputs.SettingsIn) -> JSON:
     merged = await catalog.put_settings(ctx, group=group, values=body.settings)
     return responses.ok(group=group, settings=merged)
 

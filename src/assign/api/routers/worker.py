@@ -9,13 +9,19 @@ from fastapi import APIRouter, Body, Query, Request
 
 from assign.api import idempotency, responses
 from assign.api.deps import (
+    IDS_PATTERN,
+    LIMIT_QUERY_EXTRA,
+    MAX_MINUTES,
     Caller,
     Ctx,
+    choice_query,
     clamp_limit,
     parse_choice,
     parse_ids,
     parse_statuses,
+    required_query,
     secured,
+    status_query,
 )
 from assign.api.idempotency import IdempotencyKey
 from assign.api.responses import JSON
@@ -39,8 +45,18 @@ router = APIRouter(
 )
 NotFound = error_responses(404)
 Conflict = error_responses(404, 409)
-Limit = Annotated[int, Query(description="default 100, at most 1000 (larger is clamped)")]
-ServiceTypeQ = Annotated[str | None, Query(description=", ".join(SERVICE_TYPES))]
+Limit = Annotated[
+    int,
+    Query(
+        description="default 100, at least 1, at most 1000 (larger is clamped)",
+        json_schema_extra=LIMIT_QUERY_EXTRA,
+    ),
+]
+ServiceTypeQ = Annotated[str | None, choice_query(SERVICE_TYPES)]
+
+
+def _minutes(description: str) -> Any:
+    return Query(ge=0, le=MAX_MINUTES, allow_inf_nan=False, description=description)
 
 
 def _service_type(value: str | None, field: str = "service_type") -> str | None:
@@ -58,12 +74,8 @@ def _service_type(value: str | None, field: str = "service_type") -> str | None:
 )
 async def list_servers(
     ctx: Ctx,
-    status: Annotated[
-        str | None, Query(description="comma-separated: online, offline, maintenance")
-    ] = None,
-    inactive_minutes: Annotated[
-        float | None, Query(ge=0, description="no heartbeat for over N minutes")
-    ] = None,
+    status: Annotated[str | None, status_query(ServerStatus)] = None,
+    inactive_minutes: Annotated[float | None, _minutes("no heartbeat for over N minutes")] = None,
 ) -> JSON:
     statuses = parse_statuses(status, ServerStatus)
     items = await servers.list_servers(
@@ -80,7 +92,7 @@ async def list_servers(
 )
 async def available_servers(
     ctx: Ctx,
-    status: Annotated[str, Query(description="comma-separated server status")] = "online",
+    status: Annotated[str, status_query(ServerStatus)] = "online",
     service: Annotated[str | None, Query(description="server service, e.g. tool")] = None,
 ) -> JSON:
     statuses = parse_statuses(status, ServerStatus) or [ServerStatus.ONLINE.value]
@@ -111,9 +123,7 @@ async def set_server_status(ctx: Ctx, server_id: uuid.UUID, body: inputs.ServerS
 )
 async def list_requests(
     ctx: Ctx,
-    status: Annotated[
-        str, Query(description="comma-separated request statuses")
-    ] = "pending,running",
+    status: Annotated[str, status_query(RequestStatus)] = "pending,running",
     service_type: ServiceTypeQ = None,
     type_request: str | None = None,
     limit: Limit = 100,
@@ -137,8 +147,8 @@ async def list_requests(
 )
 async def completable_requests(
     ctx: Ctx,
-    status: Annotated[str, Query(description="comma-separated request statuses")] = "running",
-    type: Annotated[str | None, Query(description="service type")] = None,
+    status: Annotated[str, status_query(RequestStatus)] = "running",
+    type: ServiceTypeQ = None,
     all_links_completed: Annotated[
         bool | None, Query(description="no link still active (default)")
     ] = None,
@@ -216,12 +226,12 @@ async def complete_request(ctx: Ctx, request_id: uuid.UUID) -> JSON:
 )
 async def list_links(
     ctx: Ctx,
-    status: Annotated[str, Query(description="comma-separated link statuses")] = "pending",
+    status: Annotated[str, status_query(LinkStatus)] = "pending",
     service_type: ServiceTypeQ = None,
     stale: Annotated[
         bool, Query(description="running/connecting links over timeout_minutes")
     ] = False,
-    timeout_minutes: Annotated[float, Query(ge=0, description="stale threshold")] = 15,
+    timeout_minutes: Annotated[float, _minutes("stale threshold")] = 15,
     request_id: uuid.UUID | None = None,
     server_id: uuid.UUID | None = None,
     limit: Limit = 100,
@@ -300,7 +310,9 @@ async def retryable_links(
     response_model=out.AccountStatsOut,
 )
 async def account_stats(
-    ctx: Ctx, email: str | None = None, request_id: uuid.UUID | None = None
+    ctx: Ctx,
+    email: Annotated[str | None, required_query("the posting account")] = None,
+    request_id: uuid.UUID | None = None,
 ) -> JSON:
     if not email:
         raise InvalidInput.field("email", "is required")
@@ -357,7 +369,10 @@ async def list_sites(
     ctx: Ctx,
     type: ServiceTypeQ = None,
     active: bool | None = None,
-    ids: Annotated[str | None, Query(description="comma-separated site ids")] = None,
+    ids: Annotated[
+        str | None,
+        Query(description="comma-separated site ids", json_schema_extra={"pattern": IDS_PATTERN}),
+    ] = None,
     limit: Limit = 100,
 ) -> JSON:
     items = await catalog.list_sites(
@@ -379,7 +394,7 @@ async def list_sites(
 async def list_accounts(
     ctx: Ctx,
     group_id: uuid.UUID | None = None,
-    status: Annotated[str | None, Query(description="active, inactive, banned")] = None,
+    status: Annotated[str | None, status_query(AccountStatus)] = None,
     limit: Limit = 1000,
 ) -> JSON:
     items = await catalog.list_accounts(
@@ -395,7 +410,9 @@ async def list_accounts(
 @router.get(
     "/settings", tags=["catalog"], summary="Settings of a group", response_model=out.SettingsOut
 )
-async def get_settings(ctx: Ctx, group: str | None = None) -> JSON:
+async def get_settings(
+    ctx: Ctx, group: Annotated[str | None, required_query("settings group")] = None
+) -> JSON:
     if not group:
         raise InvalidInput.field("group", "is required")
     return responses.ok(group=group, settings=await catalog.get_settings(ctx, group=group))
