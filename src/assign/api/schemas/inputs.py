@@ -5,18 +5,20 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, field_validator
+from pydantic import Field, StrictBool, StrictFloat, StrictInt, StringConstraints, field_validator
 
-from assign.api.schemas.common import Model
+from assign.api.schemas.common import JSON_INT, Model
 from assign.domain.states import SERVICE_TYPES, AccountStatus, RequestStatus, ServerStatus
 
 ServiceType = Literal["entity", "social", "blog20", "stacking", "podcast", "indexing"]
 assert set(ServiceType.__args__) == set(SERVICE_TYPES)  # type: ignore[attr-defined]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 ShortText = Annotated[str, StringConstraints(max_length=2000)]
-Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
-Count = Annotated[int, Field(ge=0, le=2**31 - 1)]
-Threads = Annotated[int, Field(ge=1, le=100_000)]
+# numbers are JSON numbers: "5" or true is not an integer here (stored as 32-bit integers)
+Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1), JSON_INT]
+Count = Annotated[int, Field(ge=0, le=2**31 - 1), JSON_INT]
+Threads = Annotated[int, Field(ge=1, le=100_000), JSON_INT]
+Price = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 Service = Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=r"^[a-z0-9_\-]+$")]
 
 
@@ -42,7 +44,7 @@ class LinkIn(Model):
     username: Annotated[str, StringConstraints(max_length=200)] | None = None
     password: Annotated[str, StringConstraints(max_length=1000)] | None = None
     about: Annotated[str, StringConstraints(max_length=100_000)] | None = None
-    max_retries: Annotated[int, Field(ge=0, le=1000)] = 3
+    max_retries: Annotated[int, Field(ge=0, le=1000), JSON_INT] = 3
     details: dict[str, Any] | None = None
 
 
@@ -63,7 +65,7 @@ class HeartbeatIn(Model):
 
 
 class ClaimIn(Model):
-    limit: Annotated[int, Field(ge=1, le=2**31 - 1, description="clamped to 1000")] = 10
+    limit: Annotated[int, Field(ge=1, le=2**31 - 1, description="clamped to 1000"), JSON_INT] = 10
 
 
 class ResultIn(Model):
@@ -99,7 +101,7 @@ class RequestCreateIn(Model):
     website: ShortText | None = None
     user_id: uuid.UUID | None = None
     group_id: uuid.UUID | None = None
-    auction_price: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    auction_price: Price | None = None
     target: Count | None = None
     type_request: Annotated[str, StringConstraints(min_length=1, max_length=50)] = "normal"
     priority: Int32 = 0
@@ -112,7 +114,7 @@ class RequestCreateIn(Model):
 class RequestPatchIn(Model):
     name: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
     website: ShortText | None = None
-    auction_price: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    auction_price: Price | None = None
     target: Count | None = None
     type_request: Annotated[str, StringConstraints(min_length=1, max_length=50)] | None = None
     priority: Int32 | None = None
@@ -125,14 +127,14 @@ class RequestPatchIn(Model):
 class SiteCreateIn(Model):
     name: Annotated[str, StringConstraints(min_length=1, max_length=500)]
     type: ServiceType
-    active: bool = True
+    active: StrictBool = True
     config: dict[str, Any] | None = None
 
 
 class SitePatchIn(Model):
     name: Annotated[str, StringConstraints(min_length=1, max_length=500)] | None = None
     type: ServiceType | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
     config: dict[str, Any] | None = None
 
 
@@ -154,7 +156,7 @@ class AccountPatchIn(Model):
 class SettingsIn(Model):
     settings: dict[
         Annotated[str, StringConstraints(min_length=1, max_length=200)],
-        Annotated[str, StringConstraints(max_length=10_000)] | int | float | bool,
+        Annotated[str, StringConstraints(max_length=10_000)] | StrictInt | StrictFloat | StrictBool,
     ] = Field(description="values are stored as strings")
 
     @field_validator("settings")
