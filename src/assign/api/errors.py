@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from assign.api.responses import error
 from assign.db.engine import DatabaseUnavailable
@@ -49,6 +50,8 @@ def validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
         message = str(err.get("msg", "invalid value"))
         if err.get("type") == "json_invalid":
             message = "body is not valid JSON"
+        elif err.get("type") == "value_error":
+            message = message.removeprefix("Value error, ")
         # a JSON syntax error is located at ("body", offset): the bad field is the body
         field = "body" if err.get("type") == "json_invalid" else field_path(err.get("loc", ()))
         details.append({"field": field, "message": message})
@@ -59,6 +62,16 @@ def validation_response(exc: RequestValidationError) -> Response:
     details = validation_details(exc)
     fields = ", ".join(dict.fromkeys(d["field"] for d in details[:10]))
     return error(400, f"Invalid request: check {fields}", details[:200])
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path (the router names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        route_methods = getattr(route, "methods", None)
+        if route_methods and route.matches(request.scope)[0] != Match.NONE:
+            methods.update(route_methods)
+    return ", ".join(sorted(methods))
 
 
 def error_type(exc: BaseException) -> str:
@@ -78,11 +91,19 @@ def install(app: FastAPI) -> None:
         return error(exc.status_code, exc.message, exc.details, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         message = STATUS_MESSAGES.get(exc.status_code, "Request failed")
+        headers = getattr(exc, "headers", None)
+        details = None
         if exc.status_code == 404:
             message = "No such route"
-        return error(exc.status_code, message, headers=getattr(exc, "headers", None))
+        elif exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # e.g. JSON nested too deeply for the parser
+            message = "Invalid request: check body"
+            details = [{"field": "body", "message": "could not be parsed"}]
+        elif exc.status_code == 405:
+            headers = {**(headers or {}), "Allow": allowed_methods(request)}
+        return error(exc.status_code, message, details, headers=headers)
 
     @app.exception_handler(DatabaseUnavailable)
     async def _db_down(_: Request, exc: DatabaseUnavailable) -> Response:

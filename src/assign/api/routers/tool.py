@@ -53,8 +53,10 @@ async def claim(
     return responses.listing(await tool.claim(ctx, server_id=_server_id(caller), limit=limit))
 
 
+#: ``:uuid`` so that ``GET /links/claim`` is a 405 (claim is a POST), not a malformed id;
+#: a malformed id here answers 404
 @router.get(
-    "/links/{link_id}",
+    "/links/{link_id:uuid}",
     summary="One of this server's links",
     response_model=ItemOut[out.LinkOut],
     responses=error_responses(404),
