@@ -16,6 +16,7 @@ from assign.api import errors
 from assign.api.middleware import AuthMiddleware, BodyLimitMiddleware, RequestContextMiddleware
 from assign.api.ratelimit import RateLimiter
 from assign.api.routers import admin, health, tool, worker
+from assign.api.schemas.common import JSON_VALUE_SCHEMA
 from assign.clock import Clock
 from assign.db.engine import Database
 from assign.db.migrate import upgrade_async
@@ -33,6 +34,7 @@ Assign dispatches units of link-building work ("links") to a fleet of tool serve
 * **Admin API** (`/api/v1/admin`): for admin keys: servers and keys, requests, sites, accounts, settings.
 
 Every call carries `X-API-Key`. Errors answer `{"success": false, "error": "...", "details": [...]}`.
+No string, in a parameter or anywhere in a body, may contain a NUL character (`\\u0000`): 400.
 """
 
 
@@ -101,7 +103,16 @@ def create_app(
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The generated schema, minus FastAPI's 422 answers: invalid input is a 400 here."""
+    """The generated schema, made to say exactly what the API accepts and answers.
+
+    * No 422 answers: invalid input is a 400 here.
+    * A query, path or header parameter is never null (absent means its default), and one
+      marked ``x-required`` (checked by its handler, with its own message) is required.
+    * Free-form JSON fields (``dict[str, Any]``, ``list[Any]``) hold ``JsonValue``s: what the
+      request models accept there (see ``json_problem``).
+    * An operation with a body may answer 413 (body over ``ASSIGN_MAX_BODY_MB``), and a create
+      that takes an ``Idempotency-Key`` a 409 (the key was used with another body).
+    """
     if app.openapi_schema:
         return app.openapi_schema
     schema = get_openapi(
@@ -109,8 +120,54 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     for path in schema.get("paths", {}).values():
         for operation in path.values():
-            operation.get("responses", {}).pop("422", None)
+            responses = operation.get("responses", {})
+            responses.pop("422", None)
+            for parameter in operation.get("parameters", []):
+                _non_null_parameter(parameter)
+            if "requestBody" in operation:
+                responses.setdefault("413", _error_response("Body too large"))
+            if any(p.get("name") == "Idempotency-Key" for p in operation.get("parameters", [])):
+                responses.setdefault(
+                    "409", _error_response("Idempotency-Key already used with another body")
+                )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
-        schema.get("components", {}).get("schemas", {}).pop(name, None)
+        components.pop(name, None)
+    _free_form_json(components)
+    components["JsonValue"] = JSON_VALUE_SCHEMA
     app.openapi_schema = schema
     return schema
+
+
+def _free_form_json(node: Any) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _free_form_json(item)
+        return
+    if not isinstance(node, dict):
+        return
+    if node.get("type") == "object" and node.get("additionalProperties") is True:
+        node["additionalProperties"] = {"$ref": "#/components/schemas/JsonValue"}
+    if node.get("type") == "array" and node.get("items") == {}:
+        node["items"] = {"$ref": "#/components/schemas/JsonValue"}
+    for value in node.values():
+        _free_form_json(value)
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    envelope = {"$ref": "#/components/schemas/ErrorOut"}
+    return {"description": description, "content": {"application/json": {"schema": envelope}}}
+
+
+def _non_null_parameter(parameter: dict[str, Any]) -> None:
+    value = parameter.get("schema", {})
+    branches = value.get("anyOf")
+    if branches:
+        kept = [b for b in branches if b.get("type") != "null"]
+        if len(kept) == 1:
+            del value["anyOf"]
+            value.update(kept[0])
+        else:
+            value["anyOf"] = kept
+    if value.pop("x-required", False):
+        parameter["required"] = True
