@@ -69,7 +69,7 @@ async def create_links(ctx: Context, *, items: list[dict[str, Any]]) -> int:
         load = Counter(i["server_id"] for i in items if i.get("server_id") is not None)
         ids = _new_ids(len(items))
 
-        def rows() -> Iterator[tuple[Any, ...]]:
+        def records() -> Iterator[tuple[Any, ...]]:
             # built while the COPY streams (repo.insert_many), in repo.INSERT_COLUMNS order
             for link_id, item in zip(ids, items, strict=True):
                 server_id = item.get("server_id")
@@ -96,7 +96,7 @@ async def create_links(ctx: Context, *, items: list[dict[str, Any]]) -> int:
                     now,
                 )
 
-        await repo.insert_many(conn, rows())
+        await repo.insert_many(conn, records())
         await servers_repo.add_tasks(conn, load.items())
         await wake.notify(ctx, conn)
         return len(items)

@@ -246,17 +246,17 @@ async def list_links(
             server_id=server_id,
             limit=clamp_limit(limit),
         )
-    else:
-        statuses = parse_statuses(status, LinkStatus) or ["pending"]
-        items = await links.list_links(
-            ctx,
-            statuses=statuses,
-            service_type=kind,
-            request_id=request_id,
-            server_id=server_id,
-            limit=clamp_limit(limit),
-        )
-    return responses.listing(items)
+        return responses.listing(items)
+    statuses = parse_statuses(status, LinkStatus) or ["pending"]
+    found = await links.list_links(  # on PostgreSQL, encoded already
+        ctx,
+        statuses=statuses,
+        service_type=kind,
+        request_id=request_id,
+        server_id=server_id,
+        limit=clamp_limit(limit),
+    )
+    return responses.listing(found)
 
 
 @router.put(
