@@ -12,7 +12,7 @@ per-request link counts, completable requests and per-account statistics equal t
 
 The settings make the model exact: the clock moves in whole minutes and the retry back-off is
 ``retry_base = retry_max = 60 s``, so with any jitter a failure becomes due for retry exactly
-one minute after it happened; the rate limit is small (3 posts a day, 5 minutes of cooldown) so
+one minute after it happened; the rate limit is small (4 posts a day, 2 minutes of cooldown) so
 account pacing shapes every dispatch. The clock starts at 23:00 UTC, so runs cross midnight.
 
 ``ASSIGN_MODEL_EXAMPLES`` and ``ASSIGN_MODEL_STEPS`` (default 30 and 30) run it deeper.
@@ -27,7 +27,7 @@ import random
 import shutil
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -65,12 +65,13 @@ IN_FLIGHT = {"queued", "running", "connecting"}
 WORKING = {"running", "connecting"}
 ACTIVE = {"pending", "queued", "running", "connect", "connecting"}
 UNFINISHED = {"pending", "queued", "running"}
+BOUND = {"queued", "running", "connect", "connecting"}  # links that keep their server
 FINAL_REQUEST = {"completed", "failed", "canceled"}
 NIL = "00000000-0000-4000-8000-000000000000"  # an id nothing has
 
 START = datetime(2025, 6, 1, 23, 0, tzinfo=UTC)
-MAX_POSTS_PER_DAY = 3
-COOLDOWN_MINUTES = 5
+MAX_POSTS_PER_DAY = 4
+COOLDOWN_MINUTES = 2
 STALE_MINUTES = 15  # ASSIGN_STALE_TIMEOUT_MINUTES default
 SERVER_TIMEOUT_MINUTES = 5  # ASSIGN_SERVER_TIMEOUT_MINUTES default
 RETRY_SECONDS = 60  # retry_base = retry_max: back-off in [30 s, 60 s] whatever the jitter
@@ -315,17 +316,23 @@ class LinkMachine(RuleBasedStateMachine):
                 released += 1
         return released
 
-    def draw_request(self, data: st.DataObject, *, unknown: bool = True) -> MRequest | None:
+    def draw_request(
+        self, data: st.DataObject, *, unknown: bool = True, preferred: Sequence[MRequest] = ()
+    ) -> MRequest | None:
+        """Mostly one of ``preferred`` (if any), else any request; now and then an unknown id."""
+        if preferred and data.draw(st.booleans(), label="preferred"):
+            return data.draw(st.sampled_from(preferred))
         choices: list[MRequest | None] = list(self.requests.values())
-        if unknown:
-            choices.append(None)
-        return data.draw(st.sampled_from(choices))
+        if unknown and data.draw(st.integers(0, 7), label="unknown") == 0:
+            return None
+        return data.draw(st.sampled_from(choices)) if choices else None
 
     def draw_server(self, data: st.DataObject, *, unknown: bool = True) -> MServer | None:
+        """One of the servers; now and then (or when there are none) an unknown id."""
         choices: list[MServer | None] = list(self.servers.values())
-        if unknown:
-            choices.append(None)
-        return data.draw(st.sampled_from(choices))
+        if unknown and data.draw(st.integers(0, 7), label="unknown") == 0:
+            return None
+        return data.draw(st.sampled_from(choices)) if choices else None
 
     def draw_link(self, data: st.DataObject, preferred: list[MLink]) -> MLink | None:
         """Mostly one of ``preferred`` (when there are any), else any link or an unknown id."""
@@ -391,15 +398,18 @@ class LinkMachine(RuleBasedStateMachine):
         request = list(self.requests.values())[-1]
         self._create(request, self.draw_items(data, request, placement=False))
 
-    @precondition(lambda self: len(self.servers) < 4)
-    @rule(**server_args, status=st.sampled_from(["online", "online", "maintenance", "offline"]))
-    def add_server(self, threads: int, priority: int, types: list[str], status: str) -> None:
-        self._add_server(threads, priority, types, status)
-
-    @precondition(lambda self: len(self.requests) < 3)
-    @rule(**request_args)
-    def add_request(self, service_type: str, priority: int, connect_config: bool) -> None:
-        self._add_request(service_type, priority, connect_config)
+    @precondition(lambda self: len(self.servers) < 4 or len(self.requests) < 3)
+    @rule(data=st.data())
+    def grow(self, data: st.DataObject) -> None:
+        """A new server (maybe not online) or a new request."""
+        kinds = [k for k, room in (("server", len(self.servers) < 4),
+                                   ("request", len(self.requests) < 3)) if room]  # fmt: skip
+        if data.draw(st.sampled_from(kinds), label="new") == "server":
+            status = st.sampled_from(["online", "online", "maintenance", "offline"])
+            self._add_server(**data.draw(st.fixed_dictionaries(
+                {**self.server_args, "status": status})))  # fmt: skip
+        else:
+            self._add_request(**data.draw(st.fixed_dictionaries(self.request_args)))
 
     # --- worker API: links ---------------------------------------------------------------------
 
@@ -436,7 +446,7 @@ class LinkMachine(RuleBasedStateMachine):
                     "request_id": request.id,
                     "service_type": data.draw(st.sampled_from(TYPES)),
                     "site_name": marker,
-                    "email": data.draw(st.sampled_from([*EMAILS, None])),
+                    "email": data.draw(st.sampled_from([*EMAILS, None, None])),
                     "password": f"pw-{marker}",
                     "max_retries": data.draw(st.integers(0, 2)),
                     "server_id": data.draw(st.sampled_from([None] * 5 + servers), label="placed"),
@@ -502,8 +512,12 @@ class LinkMachine(RuleBasedStateMachine):
         link.server_id = server.id
         link.assigned_at = self.now
 
-    @precondition(lambda self: self.links)
     @rule(data=st.data())
+    def retries(self, data: st.DataObject) -> None:
+        """Retry one link or several, or cancel the exhausted ones."""
+        ops = ["mark_final_failed", *(["retry", "bulk_retry"] if self.links else [])]
+        getattr(self, data.draw(st.sampled_from(ops), label="op"))(data)
+
     def retry(self, data: st.DataObject) -> None:
         link = self.draw_link(data, [lk for lk in self.links.values() if lk.status == "failed"])
         path = f"{WORKER}/links/{link.id if link else NIL}/retry"
@@ -517,8 +531,6 @@ class LinkMachine(RuleBasedStateMachine):
             assert answer["status"] == link.status
             assert answer["retry_count"] == link.retry_count
 
-    @precondition(lambda self: self.links)
-    @rule(data=st.data())
     def bulk_retry(self, data: st.DataObject) -> None:
         ids = data.draw(
             st.lists(st.sampled_from([*self.links, NIL]), min_size=1, max_size=5), label="ids"
@@ -531,7 +543,6 @@ class LinkMachine(RuleBasedStateMachine):
         for link in retryable:
             self.retry_now(link)
 
-    @rule(data=st.data())
     def mark_final_failed(self, data: st.DataObject) -> None:
         scope = data.draw(st.sampled_from([*self.requests, None, NIL, "no body"]), label="scope")
         if scope == "no body":
@@ -550,8 +561,18 @@ class LinkMachine(RuleBasedStateMachine):
     # --- worker API: requests and servers ------------------------------------------------------
 
     @rule(data=st.data())
+    def request_change(self, data: st.DataObject) -> None:
+        """A request connects, completes, or gets an operator's status."""
+        ops = ["connect", "complete", "set_request_status"]
+        getattr(self, data.draw(st.sampled_from(ops), label="op"))(data)
+
     def connect(self, data: st.DataObject) -> None:
-        request = self.draw_request(data)
+        profiled = {
+            lk.request_id
+            for lk in self.links.values()
+            if lk.status == "completed" and lk.phase == "create" and lk.has_profile
+        }
+        request = self.draw_request(data, preferred=[self.requests[r] for r in sorted(profiled)])
         path = f"{WORKER}/requests/{request.id if request else NIL}/connect"
         if request is None:
             self.call("PUT", path, expect=404)
@@ -577,7 +598,6 @@ class LinkMachine(RuleBasedStateMachine):
                 connected += 1
         return connected, canceled
 
-    @rule(data=st.data())
     def complete(self, data: st.DataObject) -> None:
         request = self.draw_request(data)
         path = f"{WORKER}/requests/{request.id if request else NIL}/complete"
@@ -591,8 +611,8 @@ class LinkMachine(RuleBasedStateMachine):
                 link.status = "canceled"
         request.status = "completed"
 
-    @rule(data=st.data(), status=st.sampled_from([s.value for s in RequestStatus]))
-    def set_request_status(self, data: st.DataObject, status: str) -> None:
+    def set_request_status(self, data: st.DataObject) -> None:
+        status = data.draw(st.sampled_from([s.value for s in RequestStatus]), label="status")
         request = self.draw_request(data)
         path = f"{WORKER}/requests/{request.id if request else NIL}/status"
         if request is None:
@@ -602,8 +622,14 @@ class LinkMachine(RuleBasedStateMachine):
         assert answer["status"] == status
         request.status = status
 
-    @rule(data=st.data(), status=st.sampled_from([s.value for s in ServerStatus]))
-    def set_server_status(self, data: st.DataObject, status: str) -> None:
+    @rule(data=st.data())
+    def server_change(self, data: st.DataObject) -> None:
+        """A server heartbeats, gets a status, or is deleted."""
+        ops = ["set_server_status", "delete_server", *(["heartbeat"] if self.servers else [])]
+        getattr(self, data.draw(st.sampled_from(ops), label="op"))(data)
+
+    def set_server_status(self, data: st.DataObject) -> None:
+        status = data.draw(st.sampled_from([s.value for s in ServerStatus]), label="status")
         server = self.draw_server(data)
         path = f"{WORKER}/servers/{server.id if server else NIL}/status"
         if server is None:
@@ -616,17 +642,24 @@ class LinkMachine(RuleBasedStateMachine):
         assert answer["status"] == status
         assert answer["active_tasks"] == self.in_flight(server.id)
 
-    @rule(data=st.data())
     def delete_server(self, data: st.DataObject) -> None:
         """A server with work bound to it stays; otherwise it goes, and its links keep no server
         (its failed connect-phase links, which could only return to it, are canceled)."""
-        server = self.draw_server(data)
+        idle = [
+            s
+            for s in self.servers.values()
+            if not any(lk.server_id == s.id and lk.status in BOUND for lk in self.links.values())
+        ]
+        if idle and data.draw(st.sampled_from([True, True, False]), label="an idle server"):
+            server: MServer | None = data.draw(st.sampled_from(idle))
+        else:
+            server = self.draw_server(data)
         path = f"{ADMIN}/servers/{server.id if server else NIL}"
         if server is None:
             self.call("DELETE", path, expect=404, headers=self.factory.admin)
             return
         mine = [lk for lk in self.links.values() if lk.server_id == server.id]
-        if any(lk.status in ("queued", "running", "connect", "connecting") for lk in mine):
+        if any(lk.status in BOUND for lk in mine):
             self.call("DELETE", path, expect=409, headers=self.factory.admin)
             return
         self.call("DELETE", path, expect=200, headers=self.factory.admin)
@@ -638,12 +671,10 @@ class LinkMachine(RuleBasedStateMachine):
 
     # --- tool API ------------------------------------------------------------------------------
 
-    @precondition(lambda self: self.servers)
-    @rule(data=st.data(), active_threads=st.one_of(st.none(), st.integers(0, 3)))
-    def heartbeat(self, data: st.DataObject, active_threads: int | None) -> None:
+    def heartbeat(self, data: st.DataObject) -> None:
         server = self.draw_server(data, unknown=False)
         assert server is not None
-        self.beat(server, active_threads)
+        self.beat(server, data.draw(st.one_of(st.none(), st.integers(0, 3)), label="threads"))
 
     def beat(self, server: MServer, active_threads: int | None = None) -> None:
         body = None if active_threads is None else {"active_threads": active_threads}
@@ -715,9 +746,8 @@ class LinkMachine(RuleBasedStateMachine):
         for link in [
             lk for lk in self.links.values() if lk.server_id == server.id and lk.status in WORKING
         ]:
-            outcome = data.draw(st.one_of(OUTCOMES, st.none()), label="outcome")
-            if outcome is not None:
-                self._report(link, server, *outcome)
+            if data.draw(st.sampled_from([True] * 5 + [False]), label="reports"):
+                self._report(link, server, *data.draw(OUTCOMES, label="outcome"))
 
     @precondition(lambda self: self.links and self.servers)
     @rule(data=st.data(), outcome=OUTCOMES)
