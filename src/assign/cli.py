@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -132,9 +133,15 @@ def _asgi_factory() -> Any:
 
     settings = Settings()
     assign_logging.setup(settings.log_level, json=settings.log_json)
-    return create_app(
+    app = create_app(
         settings, migrate=False, dispatcher=os.environ.get("ASSIGN__DISPATCHER") == "1"
     )
+    # a long-lived server: what exists after start-up lives on, so full collections need not
+    # scan it; and a bulk create's tens of thousands of short-lived objects should not set off
+    # a collection every 700 allocations (measured: about 40 ms of a 5,000-link batch)
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    return app
 
 
 @app.command()
