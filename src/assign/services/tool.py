@@ -69,8 +69,6 @@ async def report_result(
         link = await links_repo.get(conn, link_id)
         if link is None or link.server_id != server_id:
             raise NotFound("Link not found")
-        # server row first, then the link: the lock order every writer uses
-        await servers_repo.update(conn, server_id, {"last_active": now})
         values: dict[str, Any] = {"status": status, "updated_at": now}
         if profile_url is not None:
             values["profile_url"] = profile_url
@@ -92,7 +90,9 @@ async def report_result(
             current = await links_repo.get(conn, link_id)
             state = current.status if current is not None else "gone"
             raise Conflict(f"Link is {state}; only a running or connecting link takes a result")
-        await servers_repo.add_tasks(conn, [(server_id, -1)])
+        # the server row (every result of the server passes through it) is taken last, in one
+        # statement, so it is held only until the commit
+        await servers_repo.end_task(conn, server_id, now)
         await wake.notify(ctx, conn)
         if status == LinkStatus.COMPLETED and row.phase == Phase.CREATE:
             await links_repo.add_created_links(conn, {row.request_id: 1}, now)

@@ -111,6 +111,15 @@ async def add_tasks(conn: AsyncConnection, deltas: Iterable[tuple[uuid.UUID | No
             )
 
 
+async def end_task(conn: AsyncConnection, server_id: uuid.UUID, now: datetime) -> None:
+    """One of the server's links finished: a slot freed, the server seen active."""
+    await conn.execute(
+        servers.update()
+        .where(servers.c.id == server_id)
+        .values(active_tasks=servers.c.active_tasks - 1, last_active=now)
+    )
+
+
 async def release_queued(conn: AsyncConnection, server_id: uuid.UUID, now: datetime) -> int:
     """Return the server's queued links to pending; the number released."""
     result = await conn.execute(
