@@ -224,6 +224,7 @@ def fuzz_schema(fuzz_target: Target) -> Any:
 lazy_schema = schemathesis.pytest.from_fixture("fuzz_schema")
 
 
+@pytest.mark.slow
 @lazy_schema.parametrize()
 def test_fuzz_operations(case: Any) -> None:
     case.call_and_validate()
@@ -233,6 +234,7 @@ def _follows_null_id(case: Any) -> bool:
     return any(value is None for value in (case.path_parameters or {}).values())
 
 
+@pytest.mark.slow
 def test_fuzz_stateful(fuzz_target: Target) -> None:
     base = fuzz_target.schema.as_state_machine()
 
