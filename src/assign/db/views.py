@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 from sqlalchemy.engine import Row
+
+#: a row of any width (SQLAlchemy types rows by their columns)
+AnyRow: TypeAlias = Row[*tuple[Any, ...]]
 
 SERVER_FIELDS = (
     "id", "name", "ip", "service", "status", "active_threads", "active_tasks", "max_threads",

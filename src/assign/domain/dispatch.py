@@ -64,11 +64,11 @@ def plan(
             continue
         if link.service_type in result.unplaceable_types:
             continue
-        server = _take_slot(ordered_levels, link.service_type)
-        if server is None:
+        taken = _take_slot(ordered_levels, link.service_type)
+        if taken is None:
             result.unplaceable_types.add(link.service_type)
             continue
-        result.assignments.append((link.id, server.id))
+        result.assignments.append((link.id, taken.id))
         if link.email is not None and link.email in allowance:
             allowance[link.email] -= 1
             if allowance[link.email] <= 0:

@@ -13,14 +13,14 @@ from assign.services.context import Context
 async def overview(ctx: Context) -> dict[str, Any]:
     """Links, requests and servers counted by status, plus slot totals."""
     async with ctx.db.read() as conn:
-        by_link = dict(
+        by_link: dict[str, int] = dict(
             (
                 await conn.execute(
                     sa.select(links.c.status, sa.func.count()).group_by(links.c.status)
                 )
             ).all()
         )
-        by_request = dict(
+        by_request: dict[str, int] = dict(
             (
                 await conn.execute(
                     sa.select(requests.c.status, sa.func.count()).group_by(requests.c.status)

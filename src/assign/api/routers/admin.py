@@ -331,7 +331,7 @@ async def get_settings(ctx: Ctx, group: Group) -> JSON:
     "/settings/{group}", summary="Merge keys into a settings group", response_model=out.SettingsOut
 )
 async def put_settings(ctx: Ctx, group: Group, body: inputs.SettingsIn) -> JSON:
-    merged = await catalog.put_settings(ctx, group=group, values=body.settings)
+    merged = await catalog.put_settings(ctx, group=group, values=body.stored())
     return responses.ok(group=group, settings=merged)
 
 

@@ -163,3 +163,7 @@ class SettingsIn(Model):
     @classmethod
     def _as_strings(cls, value: dict[str, Any]) -> dict[str, str]:
         return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in value.items()}
+
+    def stored(self) -> dict[str, str]:
+        """The values as they are stored (strings, made so by the validator)."""
+        return {k: str(v) for k, v in self.settings.items()}

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from assign.db.repositories import requests as requests_repo
 from assign.db.repositories import servers as servers_repo
 from assign.db.tables import links, requests, servers
+from assign.db.views import AnyRow
 from assign.domain.backoff import retry_delay
 from assign.domain.states import (
     ACTIVE,
@@ -62,7 +63,7 @@ async def expire_servers(
 
 async def release_queued(
     conn: AsyncConnection, *, server_ids: Sequence[uuid.UUID], now: datetime
-) -> list[Row[Any]]:
+) -> list[AnyRow]:
     """Queued links of these servers -> pending (server cleared); (id, server_id) of each."""
     owners_query = sa.select(links.c.id, links.c.server_id).where(
         links.c.server_id.in_(server_ids), links.c.status.in_(sources(LinkEvent.RELEASE))
@@ -81,7 +82,7 @@ async def release_queued(
 
 async def fail_working(
     conn: AsyncConnection, *, condition: Any, error: str, now: datetime
-) -> list[Row[Any]]:
+) -> list[AnyRow]:
     """Running/connecting links matching ``condition`` -> failed with ``error``; (id, server_id,
     retry_count) of each."""
     query = (
@@ -182,7 +183,7 @@ async def retry_due(conn: AsyncConnection, *, now: datetime) -> int:
 # --- step 5: assignment --------------------------------------------------------------------
 
 
-async def free_servers(conn: AsyncConnection) -> list[Row[Any]]:
+async def free_servers(conn: AsyncConnection) -> list[AnyRow]:
     """Online tool servers with a free slot, locked (skipping those another writer holds)."""
     query = (
         sa.select(
@@ -221,7 +222,7 @@ async def pending_window(
     size: int,
     skip_emails: Sequence[str],
     skip_types: Sequence[str],
-) -> list[Row[Any]]:
+) -> list[AnyRow]:
     """The next ``size`` pending links in dispatch order, locked; accounts and service types
     that can take nothing more this tick are left out."""
     query = sa.select(links.c.id, links.c.service_type, links.c.email).where(
@@ -383,7 +384,7 @@ def _nothing_left() -> list[Any]:
     return [~active, ~retryable]
 
 
-async def finished_requests(conn: AsyncConnection, *, limit: int = 500) -> list[Row[Any]]:
+async def finished_requests(conn: AsyncConnection, *, limit: int = 500) -> list[AnyRow]:
     """Running/connecting requests with links and none active; with whether any completed."""
     any_completed = (
         sa.exists()

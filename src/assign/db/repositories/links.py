@@ -13,7 +13,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db.tables import links, requests
-from assign.db.views import LINK_FIELDS
+from assign.db.views import LINK_FIELDS, AnyRow
 from assign.domain.states import (
     IN_FLIGHT,
     UNFINISHED,
@@ -267,8 +267,10 @@ async def account_stats(
     return (await conn.execute(query)).one()
 
 
-async def count_by_status(conn: AsyncConnection, request_id: uuid.UUID) -> Row[Any]:
-    """(counts {status: n}, total, profile_count, post_count) of one request's links."""
+async def count_by_status(
+    conn: AsyncConnection, request_id: uuid.UUID
+) -> tuple[Sequence[Any], Any]:
+    """((status, count) rows, (profile_count, post_count)) of one request's links."""
     rows = (
         await conn.execute(
             sa.select(links.c.status, sa.func.count())
@@ -284,7 +286,7 @@ async def count_by_status(conn: AsyncConnection, request_id: uuid.UUID) -> Row[A
             ).where(links.c.request_id == request_id)
         )
     ).one()
-    return rows, urls  # type: ignore[return-value]
+    return rows, urls
 
 
 async def claim_queued(
@@ -366,7 +368,7 @@ async def add_created_links(
         )
 
 
-async def cancel_where(conn: AsyncConnection, condition: Any, now: datetime) -> list[Row[Any]]:
+async def cancel_where(conn: AsyncConnection, condition: Any, now: datetime) -> list[AnyRow]:
     """Links matching ``condition`` (and not canceled) -> canceled; each as it was before."""
     query = sa.select(links.c.id, links.c.server_id, links.c.status).where(
         condition, links.c.status != LinkStatus.CANCELED

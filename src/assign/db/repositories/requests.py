@@ -70,7 +70,7 @@ def has_links() -> sa.Exists:
 def has_active_links(*, count_retryable: bool) -> sa.Exists:
     """A link of the request still to be worked on (``count_retryable``: or failed with retries left)."""
     statuses = sorted(ACTIVE) if count_retryable else sorted(UNFINISHED)
-    active = links.c.status.in_(statuses)
+    active: sa.ColumnElement[bool] = links.c.status.in_(statuses)
     if count_retryable:
         active = sa.or_(
             active,

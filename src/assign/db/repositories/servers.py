@@ -13,6 +13,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db.tables import links, servers
+from assign.db.views import AnyRow
 from assign.domain.states import (
     ASSIGN_SERVICE,
     LinkEvent,
@@ -38,7 +39,7 @@ async def get(
     return (await conn.execute(query)).first()
 
 
-async def get_by_key_hash(conn: AsyncConnection, key_hash: str) -> Row[Any] | None:
+async def get_by_key_hash(conn: AsyncConnection, key_hash: str) -> AnyRow | None:
     """(id, service, name) of the server owning the key, or None."""
     query = sa.select(servers.c.id, servers.c.service, servers.c.name).where(
         servers.c.api_key_hash == key_hash
