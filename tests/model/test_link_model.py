@@ -650,8 +650,16 @@ class LinkMachine(RuleBasedStateMachine):
             for s in self.servers.values()
             if not any(lk.server_id == s.id and lk.status in BOUND for lk in self.links.values())
         ]
+        # best of all, an idle server that links may still come back to (a completed profile
+        # before its request connects, a failed connect-phase link before its retry)
+        returning = [
+            s
+            for s in idle
+            if any(lk.server_id == s.id and lk.has_profile and lk.status in ("completed", "failed")
+                   for lk in self.links.values())
+        ]  # fmt: skip
         if idle and data.draw(st.sampled_from([True, True, False]), label="an idle server"):
-            server: MServer | None = data.draw(st.sampled_from(idle))
+            server: MServer | None = data.draw(st.sampled_from(returning or idle))
         else:
             server = self.draw_server(data)
         path = f"{ADMIN}/servers/{server.id if server else NIL}"
