@@ -3,9 +3,6 @@ started on it (each stopped and waited for at teardown, before the database is d
 
 from __future__ import annotations
 
-import asyncio
-import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -16,12 +13,11 @@ import pytest
 from assign.app import create_app
 from assign.clock import Clock
 from assign.db.engine import Database
-from assign.db.migrate import upgrade
 from assign.security.crypto import Cipher
 from assign.services.context import Context
-from tests.conftest import PG_ADMIN_URL, PG_SKIP, TEST_SECRET, _with_database, make_settings
+from tests.conftest import PG_ADMIN_URL, PG_SKIP, TEST_SECRET, make_settings
 from tests.factories import Factory
-from tests.integration.procs import Processes, plain_url
+from tests.integration.procs import Processes, migrated_database
 
 
 @pytest.fixture
@@ -29,23 +25,8 @@ async def scratch_db() -> AsyncIterator[str]:
     """The URL (``postgresql://``) of a new migrated database, dropped after the test."""
     if PG_ADMIN_URL is None:
         pytest.skip(PG_SKIP)
-    admin_url = plain_url(PG_ADMIN_URL)
-    name = f"assign_it_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        url = _with_database(PG_ADMIN_URL, name)
-        await asyncio.to_thread(upgrade, url)
-        yield plain_url(url)
-    finally:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    async with migrated_database(PG_ADMIN_URL, "assign_it") as url:
+        yield url
 
 
 @pytest.fixture

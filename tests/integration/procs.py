@@ -16,7 +16,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -63,16 +64,40 @@ def assign_env(database_url: str, **settings: Any) -> dict[str, str]:
     return env
 
 
-def free_port() -> int:
-    """A port of PORTS that nothing listens on right now."""
-    for port in PORTS:
+def free_port(ports: range = PORTS) -> int:
+    """A port of ``ports`` that nothing listens on right now."""
+    for port in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
+
+
+@contextlib.asynccontextmanager
+async def migrated_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
+    """A new database migrated to head (its ``postgresql://`` URL), dropped on exit."""
+    from assign.db.migrate import upgrade
+    from tests.conftest import _with_database
+
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(plain_url(admin_url))
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    try:
+        url = _with_database(admin_url, name)
+        await asyncio.to_thread(upgrade, url)
+        yield plain_url(url)
+    finally:
+        conn = await asyncpg.connect(plain_url(admin_url))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
 
 
 async def run_cli(env: dict[str, str], *args: str) -> str:

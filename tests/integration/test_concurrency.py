@@ -7,9 +7,7 @@ twice, and ``active_tasks`` exact afterwards.
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import socket
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,12 +20,17 @@ import pytest
 from assign.app import create_app
 from assign.clock import Clock
 from assign.db.engine import Database
-from assign.db.migrate import upgrade
 from assign.security.crypto import Cipher
 from assign.services.context import Context
-from tests.conftest import PG_ADMIN_URL, PG_SKIP, TEST_SECRET, _with_database, make_settings
+from tests.conftest import PG_ADMIN_URL, PG_SKIP, TEST_SECRET, make_settings
 from tests.factories import TOOL, WORKER, Factory
-from tests.integration.procs import Processes, assign_env, plain_url, wait_ready
+from tests.integration.procs import (
+    Processes,
+    assign_env,
+    free_port,
+    migrated_database,
+    wait_ready,
+)
 from tests.invariants import assert_active_tasks_consistent
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -37,39 +40,13 @@ PORTS = range(8451, 8500)
 CLIENTS = 32
 
 
-def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORTS.start}-{PORTS.stop - 1}")
-
-
 @pytest.fixture(scope="module")
 async def scratch_url() -> AsyncIterator[str]:
     """A new migrated database for this module (``postgresql://``), dropped at the end."""
     if PG_ADMIN_URL is None:
         pytest.skip(PG_SKIP)
-    admin_url = plain_url(PG_ADMIN_URL)
-    name = f"assign_conc_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        url = _with_database(PG_ADMIN_URL, name)
-        await asyncio.to_thread(upgrade, url)
-        yield plain_url(url)
-    finally:
-        conn = await asyncpg.connect(admin_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
+    async with migrated_database(PG_ADMIN_URL, "assign_conc") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +58,7 @@ async def base_url(
     processes = Processes(tmp_path_factory.mktemp("serve"))
     try:
         for _ in range(5):
-            port = _free_port()
+            port = free_port(PORTS)
             proc = processes.start(
                 "serve", env, "serve", "--no-dispatcher", "--port", str(port), "--workers", "2"
             )
