@@ -111,7 +111,7 @@ async def _reset_postgres(url: str) -> None:
             await conn.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
             await conn.execute(
                 sa.text(
-                    "INSERT INTO settings (\"group\", key, value, updated_at) VALUES "
+                    'INSERT INTO settings ("group", key, value, updated_at) VALUES '
                     "('rate_limit', 'max_posts_per_day', '50', now()), "
                     "('rate_limit', 'cooldown_minutes', '5', now())"
                 )
@@ -192,4 +192,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = outcome.get_result()  # type: ignore[attr-defined]
     if REQUIRE_PG and report.skipped and item.get_closest_marker("postgres") is not None:
         report.outcome = "failed"
-        report.longrepr = f"PostgreSQL case skipped although PostgreSQL is required: {report.longrepr}"
+        report.longrepr = (
+            f"PostgreSQL case skipped although PostgreSQL is required: {report.longrepr}"
+        )

@@ -60,7 +60,9 @@ class Factory:
         assert response.status_code == 201, response.text
         return response.json()["data"]  # type: ignore[no-any-return]
 
-    async def links(self, request: dict[str, Any], n: int = 1, **values: Any) -> list[dict[str, Any]]:
+    async def links(
+        self, request: dict[str, Any], n: int = 1, **values: Any
+    ) -> list[dict[str, Any]]:
         """``n`` new links of ``request``; returns them as GET /links shows them."""
         email = values.pop("email", None)
         items = [
@@ -74,7 +76,9 @@ class Factory:
             }
             for i in range(n)
         ]
-        response = await self.client.post(f"{WORKER}/links/bulk", json={"links": items}, headers=self.worker)
+        response = await self.client.post(
+            f"{WORKER}/links/bulk", json={"links": items}, headers=self.worker
+        )
         assert response.status_code == 200, response.text
         assert response.json() == {"success": True, "created": n}
         return await self.list_links(request_id=request["id"], status="pending,queued")
@@ -102,7 +106,9 @@ class Factory:
 
     async def assign(self, link_id: str, server: dict[str, Any]) -> httpx.Response:
         return await self.client.put(
-            f"{WORKER}/links/{link_id}/assign", json={"server_id": server["id"]}, headers=self.worker
+            f"{WORKER}/links/{link_id}/assign",
+            json={"server_id": server["id"]},
+            headers=self.worker,
         )
 
     async def claim(self, server: dict[str, Any], limit: int = 10) -> list[dict[str, Any]]:
@@ -118,7 +124,9 @@ class Factory:
             f"{TOOL}/links/{link_id}/result", json=body, headers=self.tool(server)
         )
 
-    async def run_link(self, link: dict[str, Any], server: dict[str, Any], **result: Any) -> dict[str, Any]:
+    async def run_link(
+        self, link: dict[str, Any], server: dict[str, Any], **result: Any
+    ) -> dict[str, Any]:
         """Assign, claim and report one link; the link after its result."""
         assert (await self.assign(link["id"], server)).status_code == 200
         claimed = await self.claim(server, limit=1000)

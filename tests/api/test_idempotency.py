@@ -85,7 +85,9 @@ async def test_failed_create_does_not_use_up_the_key(factory: Factory) -> None:
         await factory.client.post(f"{WORKER}/links/bulk", json=bad, headers=headers)
     ).status_code == 400
     # a 4xx stores nothing: the key is still free for a corrected body
-    good = await factory.client.post(f"{WORKER}/links/bulk", json=_bulk(request, 2, "e"), headers=headers)
+    good = await factory.client.post(
+        f"{WORKER}/links/bulk", json=_bulk(request, 2, "e"), headers=headers
+    )
     assert good.status_code == 200 and good.json()["created"] == 2
     assert await _count(factory, request) == 2
 

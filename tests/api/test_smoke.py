@@ -17,7 +17,9 @@ async def test_create_assign_claim_complete(factory: Factory) -> None:
     assert (await factory.get_server(server["id"]))["active_tasks"] == 0
     assert (await factory.get_request(request["id"]))["created_links"] == 1
 
-    response = await factory.client.get(f"{WORKER}/requests/{request['id']}/links/count", headers=factory.worker)
+    response = await factory.client.get(
+        f"{WORKER}/requests/{request['id']}/links/count", headers=factory.worker
+    )
     assert response.json() == {
         "success": True,
         "request_id": request["id"],
