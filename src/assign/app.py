@@ -17,6 +17,7 @@ from assign.api.middleware import AuthMiddleware, BodyLimitMiddleware, RequestCo
 from assign.api.ratelimit import RateLimiter
 from assign.api.routers import admin, health, tool, worker
 from assign.api.schemas.common import JSON_VALUE_SCHEMA
+from assign.api.schemas.inputs import LinksBulkIn
 from assign.clock import Clock
 from assign.db.engine import Database
 from assign.db.migrate import upgrade_async
@@ -133,6 +134,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):
         components.pop(name, None)
+    # bodies that an endpoint reads itself (see bulk_body): their models, as FastAPI writes them
+    for model in (LinksBulkIn,):
+        found = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(found.pop("$defs", {}))
+        components[model.__name__] = found
     _free_form_json(components)
     components["JsonValue"] = JSON_VALUE_SCHEMA
     app.openapi_schema = schema

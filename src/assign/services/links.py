@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -31,15 +31,43 @@ assert repo.INSERT_COLUMNS == (
 )  # fmt: skip
 
 
-async def create_links(ctx: Context, *, items: list[dict[str, Any]]) -> int:
+class NewLink(Protocol):
+    """A link to create, as the API read it (``LinkIn`` or the bulk body's fast reader)."""
+
+    # read-only members, so that narrower types (a Literal service type) fit
+    @property
+    def request_id(self) -> uuid.UUID: ...
+    @property
+    def service_type(self) -> str: ...
+    @property
+    def server_id(self) -> uuid.UUID | None: ...
+    @property
+    def site_id(self) -> uuid.UUID | None: ...
+    @property
+    def site_name(self) -> str | None: ...
+    @property
+    def email(self) -> str | None: ...
+    @property
+    def username(self) -> str | None: ...
+    @property
+    def password(self) -> str | None: ...
+    @property
+    def about(self) -> str | None: ...
+    @property
+    def max_retries(self) -> int: ...
+    @property
+    def details(self) -> Mapping[str, Any] | None: ...
+
+
+async def create_links(ctx: Context, *, items: Sequence[NewLink]) -> int:
     """Insert all links or none; a link with ``server_id`` starts queued on that server."""
     now = ctx.clock.now()
     encrypt = ctx.cipher.encrypt
     pending, queued, create = LinkStatus.PENDING, LinkStatus.QUEUED, Phase.CREATE
 
     async def work(conn: AsyncConnection) -> int:
-        priorities = await requests_repo.existing_ids(conn, [i["request_id"] for i in items])
-        placed = {i["server_id"] for i in items if i.get("server_id") is not None}
+        priorities = await requests_repo.existing_ids(conn, {i.request_id for i in items})
+        placed = {i.server_id for i in items if i.server_id is not None}
         usable: set[uuid.UUID] = set()
         if placed:
             rows = await conn.execute(
@@ -50,11 +78,11 @@ async def create_links(ctx: Context, *, items: list[dict[str, Any]]) -> int:
             usable = {r.id for r in rows}
         details = []
         for index, item in enumerate(items):
-            if item["request_id"] not in priorities:
+            if item.request_id not in priorities:
                 details.append(
                     {"field": f"links[{index}].request_id", "message": "request not found"}
                 )
-            server_id = item.get("server_id")
+            server_id = item.server_id
             if server_id is not None and server_id not in usable:
                 details.append(
                     {
@@ -66,31 +94,31 @@ async def create_links(ctx: Context, *, items: list[dict[str, Any]]) -> int:
             raise InvalidInput(
                 f"{len(details)} link(s) refer to unknown requests or servers", details[:100]
             )
-        load = Counter(i["server_id"] for i in items if i.get("server_id") is not None)
+        load = Counter(i.server_id for i in items if i.server_id is not None)
         ids = _new_ids(len(items))
 
         def records() -> Iterator[tuple[Any, ...]]:
             # built while the COPY streams (repo.insert_many), in repo.INSERT_COLUMNS order
             for link_id, item in zip(ids, items, strict=True):
-                server_id = item.get("server_id")
+                server_id = item.server_id
                 placed = server_id is not None
                 yield (
                     link_id,
-                    item["request_id"],
-                    item["service_type"],
+                    item.request_id,
+                    item.service_type,
                     server_id,
-                    item.get("site_id"),
-                    item.get("site_name"),
-                    item.get("email"),
-                    item.get("username"),
-                    encrypt(item.get("password")),
-                    item.get("about"),
+                    item.site_id,
+                    item.site_name,
+                    item.email,
+                    item.username,
+                    encrypt(item.password),
+                    item.about,
                     queued if placed else pending,
                     create,
-                    priorities[item["request_id"]],
+                    priorities[item.request_id],
                     0,
-                    item.get("max_retries", 3),
-                    item.get("details"),
+                    item.max_retries,
+                    item.details,
                     now if placed else None,
                     now,
                     now,

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 
-from assign.api import idempotency, responses
+from assign.api import bulk_body, idempotency, responses
 from assign.api.deps import (
     IDS_PATTERN,
     LIMIT_QUERY_EXTRA,
@@ -324,17 +324,19 @@ async def account_stats(
     tags=["links"],
     summary="Create up to 5,000 links, all or none",
     response_model=out.CreatedOut,
+    openapi_extra=bulk_body.OPENAPI_BODY,
 )
 async def create_links(
     ctx: Ctx,
     caller: Caller,
     request: Request,
-    body: inputs.LinksBulkIn,
     idempotency_key: IdempotencyKey = None,
 ) -> JSON:
+    # the body (inputs.LinksBulkIn) is read here, in one pass when it can be: see bulk_body
+    items = await bulk_body.read_links(request)
+
     async def call() -> dict[str, Any]:
-        created = await links.create_links(ctx, items=[item.__dict__ for item in body.links])
-        return {"success": True, "created": created}
+        return {"success": True, "created": await links.create_links(ctx, items=items)}
 
     return await idempotency.respond(ctx, request, caller, idempotency_key, call)
 

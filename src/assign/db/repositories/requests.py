@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ async def get(
     return (await conn.execute(query)).first()
 
 
-async def existing_ids(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, int]:
+async def existing_ids(conn: AsyncConnection, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, int]:
     """{id: priority} of the requests among ``ids`` that exist."""
     found: dict[uuid.UUID, int] = {}
     unique = list(set(ids))
