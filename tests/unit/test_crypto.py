@@ -89,3 +89,19 @@ def test_same_key_id_other_secret_fails_authentication() -> None:
 
 def test_decryption_error_is_a_value_error() -> None:
     assert issubclass(DecryptionError, ValueError)
+
+
+def test_encrypt_many_is_encrypt_of_each_with_distinct_nonces() -> None:
+    cipher = Cipher(NEW)
+    texts = ["a", None, "pässwörd", "", "a", None]
+    stored = cipher.encrypt_many(texts)
+    assert [cipher.decrypt(s) for s in stored] == texts
+    sealed = [s for s in stored if s is not None]
+    nonces = {s[1 : 1 + NONCE] for s in sealed}
+    assert len(nonces) == len(sealed)  # no nonce used twice
+    assert all(s[0] == cipher.key_id for s in sealed)
+    assert all(
+        len(s) == 1 + NONCE + len(t.encode()) + 16
+        for s, t in zip(sealed, ["a", "pässwörd", "", "a"], strict=True)
+    )
+    assert cipher.encrypt_many([]) == []

@@ -8,6 +8,7 @@ Keys are derived from secret strings with HKDF-SHA256.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -50,6 +51,19 @@ class Cipher:
             return None
         nonce = os.urandom(NONCE)
         return bytes([self.key_id]) + nonce + self._current.encrypt(nonce, plaintext.encode(), None)
+
+    def encrypt_many(self, plaintexts: Sequence[str | None]) -> list[bytes | None]:
+        """``encrypt`` of each, the nonces from one read of the system's random source."""
+        nonces = os.urandom(NONCE * len(plaintexts))
+        prefix, seal = bytes([self.key_id]), self._current.encrypt
+        out: list[bytes | None] = []
+        for at, plaintext in enumerate(plaintexts):
+            if plaintext is None:
+                out.append(None)
+                continue
+            nonce = nonces[at * NONCE : (at + 1) * NONCE]
+            out.append(prefix + nonce + seal(nonce, plaintext.encode(), None))
+        return out
 
     def decrypt(self, stored: bytes | None) -> str | None:
         if stored is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
@@ -9,6 +10,7 @@ from typing import Any, NamedTuple
 
 import orjson
 import sqlalchemy as sa
+from asyncpg.pgproto.pgproto import UUID as PgUUID
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,6 +35,20 @@ DISPATCH_ORDER = (links.c.priority.desc(), links.c.created_at, links.c.id)
 
 
 _DETAILS = INSERT_COLUMNS.index("details")
+
+
+def new_ids(n: int) -> list[uuid.UUID]:
+    """``n`` random (version 4) UUIDs from one read of the system's random source.
+
+    They are asyncpg's UUIDs (a ``uuid.UUID`` subclass, what it returns for uuid columns), which
+    are made and COPY-encoded without running Python code; ``uuid.UUID(bytes=...)`` costs about
+    3 µs each.
+    """
+    data = bytearray(os.urandom(16 * n))
+    data[6::16] = bytes(b & 0x0F | 0x40 for b in data[6::16])  # version 4
+    data[8::16] = bytes(b & 0x3F | 0x80 for b in data[8::16])  # RFC 4122 variant
+    raw = bytes(data)
+    return [PgUUID(raw[i : i + 16]) for i in range(0, 16 * n, 16)]
 
 
 async def insert_many(conn: AsyncConnection, rows: Iterable[tuple[Any, ...]]) -> None:
