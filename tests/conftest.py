@@ -27,6 +27,7 @@ from assign.db.engine import Database
 from assign.db.migrate import upgrade
 from assign.security.crypto import Cipher
 from assign.services.context import Context
+from assign.services.keys import KeyCache
 from assign.settings import Settings, normalize_database_url
 from tests.factories import Factory
 
@@ -161,7 +162,13 @@ def settings_overrides() -> dict[str, Any]:
 async def ctx(clean_database: str, settings_overrides: dict[str, Any]) -> AsyncIterator[Context]:
     settings = make_settings(clean_database, **settings_overrides)
     db = Database(settings.database_url, pool_size=5)
-    context = Context(db=db, settings=settings, cipher=Cipher(TEST_SECRET), clock=FrozenClock())
+    context = Context(
+        db=db,
+        settings=settings,
+        cipher=Cipher(TEST_SECRET),
+        clock=FrozenClock(),
+        known_keys=KeyCache(settings.key_cache_seconds),
+    )
     yield context
     await db.dispose()
 

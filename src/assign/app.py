@@ -23,6 +23,7 @@ from assign.db.engine import Database
 from assign.db.migrate import upgrade_async
 from assign.security.secret import make_cipher
 from assign.services.context import Context
+from assign.services.keys import KeyCache
 from assign.settings import Settings
 
 log = logging.getLogger("assign")
@@ -41,7 +42,13 @@ No string, in a parameter or anywhere in a body, may contain a NUL character (`\
 
 def build_context(settings: Settings, clock: Clock | None = None) -> Context:
     db = Database(settings.database_url, pool_size=settings.db_pool_size)
-    return Context(db=db, settings=settings, cipher=make_cipher(settings), clock=clock or Clock())
+    return Context(
+        db=db,
+        settings=settings,
+        cipher=make_cipher(settings),
+        clock=clock or Clock(),
+        known_keys=KeyCache(settings.key_cache_seconds),
+    )
 
 
 def create_app(

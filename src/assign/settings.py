@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(30.0, ge=0)
     retry_max_seconds: float = Field(3600.0, ge=0)
     rate_limit_per_minute: int = Field(0, ge=0, description="requests per key per minute; 0 = off")
+    key_cache_seconds: float = Field(
+        5.0, ge=0, le=300, description="how long a process trusts a key it found; 0 = off"
+    )
     db_pool_size: int = Field(10, ge=1)
     log_level: str = "INFO"
     log_json: bool = True

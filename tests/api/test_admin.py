@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
+import sqlalchemy as sa
+
+from assign.db.tables import servers
 from assign.services.context import Context
+from assign.services.keys import KeyCache
 from tests.factories import ADMIN, TOOL, WORKER, Factory, new_id
 from tests.invariants import assert_active_tasks_consistent
 
@@ -336,3 +341,21 @@ async def test_stats(factory: Factory) -> None:
     assert body["links"] == {"pending": 1, "queued": 1}
     assert body["requests"] == {"pending": 1}
     assert body["servers"] == {"online": 1, "active_tasks": 1, "max_threads": 4}
+
+
+async def test_a_key_removed_by_another_process_stops_working_when_its_entry_expires(
+    factory: Factory, ctx: Context
+) -> None:
+    now = [0.0]
+    ctx.known_keys = KeyCache(5, timer=lambda: now[0])
+    server = await factory.server()
+    heartbeat = f"{TOOL}/heartbeat"
+    assert (await factory.client.post(heartbeat, headers=factory.tool(server))).status_code == 200
+    # another API process deletes the server: this one still trusts the key it found ...
+    async with ctx.db.transaction() as conn:
+        await conn.execute(sa.delete(servers).where(servers.c.id == uuid.UUID(server["id"])))
+    response = await factory.client.post(heartbeat, headers=factory.tool(server))
+    assert response.status_code == 404  # the key is known, the server is gone
+    # ... until the entry expires
+    now[0] += 5.1
+    assert (await factory.client.post(heartbeat, headers=factory.tool(server))).status_code == 401

@@ -1,4 +1,4 @@
-"""GET /links on PostgreSQL has the database encode the JSON (repositories.links.list_links_json).
+"""GET /links and GET /servers/available on PostgreSQL have the database encode the JSON (db.json).
 
 It must answer what the row path (list_links, views.link, responses.dumps) answers: the same
 items in the same order, the same keys in the same order, the same values, timestamps included.
@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from assign.api.responses import dumps, listing
 from assign.db import views
 from assign.db.repositories import links as repo
-from assign.db.tables import links
+from assign.db.repositories import servers as servers_repo
+from assign.db.tables import links, servers
 from tests.factories import Factory
 
 pytestmark = pytest.mark.postgres
@@ -83,3 +84,47 @@ async def test_database_encoded_listing_equals_row_listing(factory: Factory) -> 
     body = response.json()
     assert body["total"] == len(body["data"]) == 7
     assert list(body["data"][0]) == list(views.LINK_FIELDS)
+
+
+async def test_database_encoded_available_servers_equal_row_listing(factory: Factory) -> None:
+    a = await factory.server(priority=3, max_threads=5, service_types=["social", "entity"])
+    await factory.server(priority=3, max_threads=9)
+    full = await factory.server(priority=1, max_threads=2)
+    async with factory.ctx.db.transaction() as conn:
+        # timestamps set with and without microseconds (others never set); odd text
+        await conn.execute(
+            servers.update()
+            .where(servers.c.id == a["id"])
+            .values(
+                last_health_check=sa.text("'2025-01-01 00:00:00.000001+00'::timestamptz"),
+                last_active=sa.text("'1999-12-31 23:59:59+05'::timestamptz"),
+                ip=ODD_TEXT,
+                active_tasks=1,
+            )
+        )
+        await conn.execute(
+            servers.update().where(servers.c.id == full["id"]).values(active_tasks=2)
+        )
+    cases: list[dict[str, Any]] = [
+        {"statuses": ["online"], "service": None},
+        {"statuses": ["online", "offline"], "service": "tool"},
+        {"statuses": ["online"], "service": "assign"},
+        {"statuses": ["maintenance"], "service": None},
+    ]
+    async with factory.ctx.db.read() as conn:
+        for case in cases:
+            rows = await servers_repo.list_available(conn, **case, limit=1000)
+            expected = dumps(
+                {"success": True, "data": [views.server(r) for r in rows], "total": len(rows)}
+            )
+            answered = listing(await servers_repo.list_available_json(conn, **case, limit=1000))
+            assert _pairs(answered.body) == _pairs(expected), case
+    response = await factory.client.get("/api/v1/worker/servers/available", headers=factory.worker)
+    body = response.json()
+    assert response.status_code == 200 and body["total"] == len(body["data"]) == 2
+    assert list(body["data"][0]) == [*views.SERVER_FIELDS, "avail_slots"]
+    first = body["data"][0]  # priority 3, 9 free slots, before a's 4
+    assert first["avail_slots"] == 9 and body["data"][1]["id"] == a["id"]
+    assert body["data"][1]["last_health_check"] == "2025-01-01T00:00:00.000001Z"
+    assert body["data"][1]["last_active"] == "1999-12-31T18:59:59Z"
+    assert body["data"][1]["service_types"] == ["social", "entity"]

@@ -18,6 +18,7 @@ from assign.api.errors import STATUS_MESSAGES, error_type
 from assign.api.responses import error
 from assign.db.engine import DatabaseUnavailable, is_connection_error
 from assign.security import keys
+from assign.services.keys import Owner
 
 log = logging.getLogger("assign.access")
 
@@ -159,16 +160,23 @@ async def authenticate(state: Any, kind: str, key: str) -> Principal | None:
         admin_key = ctx.settings.admin_key
         if admin_key and keys.same_key(key, keys.hash_key(admin_key)):
             return Principal("admin", None, digest)
-        if await catalog.is_admin_key(ctx, key_hash=digest):
-            return Principal("admin", None, digest)
+    owner = ctx.known_keys.get(digest)
+    if owner is None:
+        if kind == "admin":
+            owner = Owner(None, None) if await catalog.is_admin_key(ctx, key_hash=digest) else None
+        else:
+            found = await servers.find_by_key(ctx, key_hash=digest)
+            owner = None if found is None else Owner(*found)
+        if owner is None:
+            return None
+        ctx.known_keys.put(digest, owner)
+    if kind == "admin":
+        return Principal("admin", None, digest) if owner.server_id is None else None
+    if owner.server_id is None or owner.service is None:
         return None
-    found = await servers.find_by_key(ctx, key_hash=digest)
-    if found is None:
+    if servers.is_assign_server(owner.service) != (kind == "worker"):
         return None
-    server_id, service = found
-    if servers.is_assign_server(service) != (kind == "worker"):
-        return None
-    return Principal(kind, server_id, digest)
+    return Principal(kind, owner.server_id, digest)
 
 
 class BodyLimitMiddleware:

@@ -132,10 +132,21 @@ class Database:
             conn.exec_driver_sql(mode)
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads (one consistent snapshot)."""
+    async def read(self, *, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads.
+
+        On PostgreSQL each statement runs on its own (autocommit: no ``BEGIN`` and ``ROLLBACK``
+        round trips around a one-query read) and sees what is committed when it starts; with
+        ``snapshot`` the statements share one snapshot (a read-only repeatable-read
+        transaction). On SQLite the connection holds one read transaction either way.
+        """
         try:
             async with self.engine.connect() as conn:
+                if not self.is_sqlite:
+                    conn = await conn.execution_options(
+                        isolation_level="REPEATABLE READ" if snapshot else "AUTOCOMMIT",
+                        postgresql_readonly=snapshot,
+                    )
                 yield conn
         except Exception as exc:
             if is_connection_error(exc):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from assign.clock import Clock
 from assign.db.engine import Database
 from assign.security.crypto import Cipher
+from assign.services.keys import KeyCache
 from assign.settings import Settings
 
 
@@ -19,3 +20,5 @@ class Context:
     clock: Clock = field(default_factory=Clock)
     #: set when there may be new work for the dispatcher (see assign.dispatcher.wake)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: keys this process found lately, by digest (see assign.services.keys)
+    known_keys: KeyCache = field(default_factory=lambda: KeyCache(0))

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db import views
+from assign.db.json import JSONArray
 from assign.db.repositories import links as repo
 from assign.db.repositories import requests as requests_repo
 from assign.db.repositories import servers as servers_repo
@@ -145,7 +146,7 @@ async def list_links(
     request_id: uuid.UUID | None,
     server_id: uuid.UUID | None,
     limit: int,
-) -> list[dict[str, Any]] | repo.JSONArray:
+) -> list[dict[str, Any]] | JSONArray:
     """The links as dicts, or on PostgreSQL already encoded as a JSON array by the database."""
     async with ctx.db.read() as conn:
         find = repo.list_links_json if conn.dialect.name == "postgresql" else repo.list_links
@@ -157,7 +158,7 @@ async def list_links(
             server_id=server_id,
             limit=limit,
         )
-    if isinstance(found, repo.JSONArray):
+    if isinstance(found, JSONArray):
         return found
     return [views.link(r) for r in found]
 

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from assign.db import views
+from assign.db.json import JSONArray
 from assign.db.repositories import servers as repo
 from assign.domain.states import ASSIGN_SERVICE, ServerStatus
 from assign.errors import Conflict, NotFound
@@ -71,8 +72,13 @@ async def list_servers(
 
 async def list_available(
     ctx: Context, *, statuses: list[str], service: str | None, limit: int = 1000
-) -> list[dict[str, Any]]:
+) -> list[dict[str, Any]] | JSONArray:
+    """The servers as dicts, or on PostgreSQL already encoded as a JSON array by the database."""
     async with ctx.db.read() as conn:
+        if conn.dialect.name == "postgresql":
+            return await repo.list_available_json(
+                conn, statuses=statuses, service=service, limit=limit
+            )
         rows = await repo.list_available(conn, statuses=statuses, service=service, limit=limit)
     return [views.server(r) for r in rows]
 
@@ -142,6 +148,7 @@ async def delete_server(ctx: Context, *, server_id: uuid.UUID) -> None:
         await repo.delete(conn, server_id, now)
 
     await ctx.db.run(work)
+    ctx.known_keys.clear()  # its key stops working here at once (see services.keys)
 
 
 async def heartbeat(

@@ -6,7 +6,8 @@ import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from functools import cache
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
@@ -14,6 +15,8 @@ from asyncpg.pgproto.pgproto import UUID as PgUUID
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign.db import json
+from assign.db.json import JSONArray
 from assign.db.tables import links, requests
 from assign.db.views import LINK_FIELDS, AnyRow
 from assign.domain.states import (
@@ -100,13 +103,6 @@ async def list_links(
     return (await conn.execute(query.order_by(*DISPATCH_ORDER).limit(limit))).all()
 
 
-class JSONArray(NamedTuple):
-    """Items already encoded as one JSON array (``[...]``) by the database, and how many."""
-
-    json: str
-    total: int
-
-
 async def list_links_json(
     conn: AsyncConnection,
     *,
@@ -116,30 +112,24 @@ async def list_links_json(
     server_id: uuid.UUID | None,
     limit: int,
 ) -> JSONArray:
-    """:func:`list_links` as ``views.link`` items that PostgreSQL encodes: compact, keys in
-    ``LINK_FIELDS`` order, timestamps as ``responses.dumps`` writes them (``...Z``), ``details``
-    as jsonb prints it. Python then handles one string instead of a thousand rows (no per-row
-    objects to build, convert and garbage-collect). PostgreSQL only.
-    """
-    columns = [
-        sa.literal_column(_RFC3339.format(column=f"links.{name}")).label(name)
-        if name.endswith("_at")
-        else links.c[name]
-        for name in LINK_FIELDS
-    ]
-    picked = _listed(sa.select(*columns), statuses, service_type, request_id, server_id)
-    t = picked.order_by(*DISPATCH_ORDER).limit(limit).subquery("t")
-    # string_agg takes the rows in the subquery's order: a LIMIT subquery is never reordered
-    encoded = sa.func.string_agg(sa.cast(sa.func.row_to_json(sa.literal_column("t")), sa.Text), ",")
-    row = (await conn.execute(sa.select(sa.func.count(), encoded).select_from(t))).one()
-    return JSONArray(f"[{row[1] or ''}]", row[0])
+    """:func:`list_links` as ``views.link`` items that PostgreSQL encodes (see ``db.json``).
+    PostgreSQL only."""
+    given = {"service_type": service_type, "request_id": request_id, "server_id": server_id}
+    values: dict[str, Any] = {name: value for name, value in given.items() if value}
+    statement = _json_listing(tuple(sorted(set(statuses))), tuple(values))
+    return await json.run(conn, statement, {**values, "limit": limit})
 
 
-#: timestamptz as orjson writes an aware UTC datetime: microseconds only when not zero
-_RFC3339 = (
-    """replace(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'), """
-    """'.000000Z', 'Z')"""
-)
+@cache
+def _json_listing(statuses: tuple[str, ...], filters: tuple[str, ...]) -> sa.Select[Any]:
+    """The statement of :func:`list_links_json` for these statuses and filters (bound parameters
+    named after the filters, and ``limit``), built once: building it and its cache key costs
+    more Python than running it."""
+    query = _listed(sa.select(*json.columns(links, LINK_FIELDS)), statuses, None, None, None)
+    for name in filters:
+        query = query.where(links.c[name] == sa.bindparam(name, type_=links.c[name].type))
+    limit = sa.bindparam("limit", type_=sa.Integer)
+    return json.encoding(query.order_by(*DISPATCH_ORDER).limit(limit))
 
 
 def _listed(

@@ -12,8 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign.db import json
+from assign.db.json import JSONArray
 from assign.db.tables import links, servers
-from assign.db.views import AnyRow
+from assign.db.views import SERVER_FIELDS, AnyRow
 from assign.domain.states import (
     ASSIGN_SERVICE,
     LinkEvent,
@@ -39,12 +41,17 @@ async def get(
     return (await conn.execute(query)).first()
 
 
+# Statements of every request (the key look-up) and of the hottest listing, built once: a
+# statement object made anew each call costs its construction and its cache key (SQLAlchemy
+# memoizes the key on the object) several times what executing it costs in Python.
+_BY_KEY_HASH = sa.select(servers.c.id, servers.c.service, servers.c.name).where(
+    servers.c.api_key_hash == sa.bindparam("key_hash")
+)
+
+
 async def get_by_key_hash(conn: AsyncConnection, key_hash: str) -> AnyRow | None:
     """(id, service, name) of the server owning the key, or None."""
-    query = sa.select(servers.c.id, servers.c.service, servers.c.name).where(
-        servers.c.api_key_hash == key_hash
-    )
-    return (await conn.execute(query)).first()
+    return (await conn.execute(_BY_KEY_HASH, {"key_hash": key_hash})).first()
 
 
 async def list_servers(
@@ -78,14 +85,45 @@ async def list_available(
 ) -> Sequence[Row[Any]]:
     """Servers with a free slot, highest priority first, then most free slots; assign servers
     (which take no links) only when ``service`` asks for them."""
+    query = _AVAILABLE_OF_SERVICE if service else _AVAILABLE
+    values = {"statuses": list(statuses), "service": service or ASSIGN_SERVICE, "limit": limit}
+    return (await conn.execute(query, values)).all()
+
+
+async def list_available_json(
+    conn: AsyncConnection, *, statuses: Sequence[str], service: str | None, limit: int
+) -> JSONArray:
+    """:func:`list_available` as ``views.server`` items that PostgreSQL encodes (see
+    ``db.json``). PostgreSQL only."""
+    query = _AVAILABLE_JSON_OF_SERVICE if service else _AVAILABLE_JSON
+    values = {"statuses": list(statuses), "service": service or ASSIGN_SERVICE, "limit": limit}
+    return await json.run(conn, query, values)
+
+
+def _available(query: sa.Select[Any], *, of_service: bool) -> sa.Select[Any]:
+    """``query`` filtered and ordered as :func:`list_available` says (bound parameters
+    ``statuses``, ``service``, ``limit``): the servers of ``service``, or all but it."""
     free = servers.c.max_threads - servers.c.active_tasks
-    query = sa.select(servers).where(servers.c.status.in_(statuses), free > 0)
-    if service:
-        query = query.where(servers.c.service == service)
-    else:
-        query = query.where(servers.c.service != ASSIGN_SERVICE)
-    query = query.order_by(servers.c.priority.desc(), free.desc(), servers.c.id).limit(limit)
-    return (await conn.execute(query)).all()
+    service = sa.bindparam("service", type_=sa.String)
+    return (
+        query.where(
+            servers.c.status.in_(sa.bindparam("statuses", expanding=True)),
+            free > 0,
+            servers.c.service == service if of_service else servers.c.service != service,
+        )
+        .order_by(servers.c.priority.desc(), free.desc(), servers.c.id)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
+
+
+_AVAILABLE = _available(sa.select(servers), of_service=False)
+_AVAILABLE_OF_SERVICE = _available(sa.select(servers), of_service=True)
+_AVAILABLE_COLUMNS = sa.select(
+    *json.columns(servers, SERVER_FIELDS),
+    sa.func.greatest(0, servers.c.max_threads - servers.c.active_tasks).label("avail_slots"),
+)
+_AVAILABLE_JSON = json.encoding(_available(_AVAILABLE_COLUMNS, of_service=False))
+_AVAILABLE_JSON_OF_SERVICE = json.encoding(_available(_AVAILABLE_COLUMNS, of_service=True))
 
 
 async def update(
