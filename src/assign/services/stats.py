@@ -12,7 +12,7 @@ from assign.services.context import Context
 
 async def overview(ctx: Context) -> dict[str, Any]:
     """Links, requests and servers counted by status, plus slot totals."""
-    async with ctx.db.read() as conn:
+    async with ctx.db.read(snapshot=True) as conn:
         by_link: dict[str, int] = dict(
             (
                 await conn.execute(
