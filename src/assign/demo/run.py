@@ -192,11 +192,13 @@ class Demo:
         campaigns: list[world.Campaign],
         started: float,
     ) -> view.Frame:
+        # the campaigns' statuses first: a frame that shows them all closed then counts links at
+        # least as late, so it never shows a closed campaign beside a link still being finished
+        statuses = await asyncio.gather(*(admin.get_request(c.request["id"]) for c in campaigns))
         stats, servers, counters = await asyncio.gather(
             admin.stats(), admin.list_servers(service="tool"), admin.metrics()
         )
         counts = await asyncio.gather(*(worker.count_links(c.request["id"]) for c in campaigns))
-        statuses = await asyncio.gather(*(admin.get_request(c.request["id"]) for c in campaigns))
         now = time.monotonic()
         per_campaign = [{x["status"]: x["count"] for x in n["counts"]} for n in counts]
         links = dict(sum((collections.Counter(c) for c in per_campaign), collections.Counter()))
