@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from assign.api.responses import dumps, listing
 from assign.db import views
+from assign.db.json import JSONArray
 from assign.db.repositories import links as repo
 from assign.db.repositories import servers as servers_repo
 from assign.db.tables import links, servers
@@ -26,6 +27,12 @@ ODD_TEXT = 'quote " back \\ slash / nl \n tab \t ctl \x01 \x1f del \x7f ü 😀 
 
 def _pairs(raw: bytes) -> Any:
     return json.loads(raw, object_pairs_hook=list)
+
+
+def _assert_same_listing(encoded: JSONArray, items: list[dict[str, Any]], case: Any) -> None:
+    """The database-encoded answer is the row path's answer: items, order, keys and values."""
+    expected = dumps({"success": True, "data": items, "total": len(items)})
+    assert _pairs(listing(encoded).body) == _pairs(expected), case
 
 
 @pytest.fixture
@@ -69,12 +76,8 @@ async def test_database_encoded_listing_equals_row_listing(factory: Factory) -> 
         for case in cases:
             args = {"service_type": None, "request_id": None, "server_id": None, "limit": 1000}
             args.update(case)
-            rows = await repo.list_links(conn, **args)
-            expected = dumps(
-                {"success": True, "data": [views.link(r) for r in rows], "total": len(rows)}
-            )
-            answered = listing(await repo.list_links_json(conn, **args)).body
-            assert _pairs(answered) == _pairs(expected), case
+            items = [views.link(r) for r in await repo.list_links(conn, **args)]
+            _assert_same_listing(await repo.list_links_json(conn, **args), items, case)
     # through the API as well
     response = await factory.client.get(
         "/api/v1/worker/links", params={"status": "pending,queued"}, headers=factory.worker
@@ -114,11 +117,8 @@ async def test_database_encoded_available_servers_equal_row_listing(factory: Fac
     async with factory.ctx.db.read() as conn:
         for case in cases:
             rows = await servers_repo.list_available(conn, **case, limit=1000)
-            expected = dumps(
-                {"success": True, "data": [views.server(r) for r in rows], "total": len(rows)}
-            )
-            answered = listing(await servers_repo.list_available_json(conn, **case, limit=1000))
-            assert _pairs(answered.body) == _pairs(expected), case
+            encoded = await servers_repo.list_available_json(conn, **case, limit=1000)
+            _assert_same_listing(encoded, [views.server(r) for r in rows], case)
     response = await factory.client.get("/api/v1/worker/servers/available", headers=factory.worker)
     body = response.json()
     assert response.status_code == 200 and body["total"] == len(body["data"]) == 2

@@ -47,10 +47,7 @@ class Cipher:
             self._keys.setdefault(key_id_of(secret), AESGCM(derive_key(secret)))
 
     def encrypt(self, plaintext: str | None) -> bytes | None:
-        if plaintext is None:
-            return None
-        nonce = os.urandom(NONCE)
-        return bytes([self.key_id]) + nonce + self._current.encrypt(nonce, plaintext.encode(), None)
+        return self.encrypt_many([plaintext])[0]
 
     def encrypt_many(self, plaintexts: Sequence[str | None]) -> list[bytes | None]:
         """``encrypt`` of each, the nonces from one read of the system's random source."""
