@@ -171,6 +171,13 @@ accounts = sa.Table(
     *_timestamps(),
     sa.Index("ix_accounts_group_id_status", "group_id", "status"),
 )
+# an account is one (group, email), whatever the case of the email
+sa.Index(
+    "uq_accounts_group_id_lower_email",
+    accounts.c.group_id,
+    sa.func.lower(accounts.c.email),
+    unique=True,
+)
 
 settings = sa.Table(
     "settings",

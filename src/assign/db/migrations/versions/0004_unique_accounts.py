@@ -1,0 +1,28 @@
+"""accounts unique by (group_id, lower-cased email)
+
+Revision ID: 0004
+Revises: 0003
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index(
+        "uq_accounts_group_id_lower_email",
+        "accounts",
+        ["group_id", sa.text("lower(email)")],
+        unique=True,
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("uq_accounts_group_id_lower_email", table_name="accounts")
