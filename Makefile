@@ -16,6 +16,9 @@ serve: ## install and run API + dispatcher on ./assign.db
 test: ## install and run the test suite (SQLite, and PostgreSQL when reachable)
 	$(PY) -m pip install -q -e '.[test]' && $(PY) -m pytest $(PYTEST_ARGS)
 
+test-deep: ## the test suite with many more hypothesis examples and longer stateful runs
+	ASSIGN_TEST_DEEP=1 $(MAKE) test
+
 lint: ## ruff, formatting, mypy, and migrations in step with the tables
 	ruff check src tests bench && ruff format --check src tests bench && mypy
 
