@@ -13,7 +13,12 @@ from fastapi.openapi.utils import get_openapi
 
 from assign import __version__
 from assign.api import errors
-from assign.api.middleware import AuthMiddleware, BodyLimitMiddleware, RequestContextMiddleware
+from assign.api.middleware import (
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    JSONBodyMiddleware,
+    RequestContextMiddleware,
+)
 from assign.api.ratelimit import RateLimiter
 from assign.api.routers import admin, health, tool, worker
 from assign.api.schemas.common import JSON_VALUE_SCHEMA
@@ -89,6 +94,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        root_path=settings.root_path,
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,
@@ -102,7 +108,8 @@ def create_app(
     errors.install(app)
     for router in (worker.router, tool.router, admin.router, health.router):
         app.include_router(router)
-    # outermost last: context -> auth -> body limit -> routes
+    # outermost last: context -> auth -> body limit -> JSON body -> routes
+    app.add_middleware(JSONBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware)
     app.add_middleware(RequestContextMiddleware)

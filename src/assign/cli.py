@@ -67,10 +67,16 @@ def serve(
         bool, typer.Option("--no-dispatcher", help="run the API only")
     ] = False,
     workers: Annotated[int, typer.Option(help="API worker processes")] = 1,
+    root_path: Annotated[
+        str | None,
+        typer.Option("--root-path", help="prefix a proxy strips, e.g. /assign (ASSIGN_ROOT_PATH)"),
+    ] = None,
 ) -> None:
     """Run the API (and, unless --no-dispatcher, the dispatcher) in one process."""
     import uvicorn
 
+    if root_path is not None:
+        os.environ["ASSIGN_ROOT_PATH"] = root_path  # read by the settings of every worker
     from assign import logging as assign_logging
     from assign.security.secret import MissingSecret, resolve_secret
 

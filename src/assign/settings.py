@@ -46,6 +46,7 @@ class Settings(BaseSettings):
         5.0, ge=0, le=300, description="how long a process trusts a key it found; 0 = off"
     )
     db_pool_size: int = Field(10, ge=1)
+    root_path: str = Field("", description="path prefix a proxy strips (ASGI root_path)")
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -59,6 +60,14 @@ class Settings(BaseSettings):
     def _secret_length(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 32:
             raise ValueError("ASSIGN_SECRET_KEY must be at least 32 characters")
+        return value
+
+    @field_validator("root_path")
+    @classmethod
+    def _valid_root_path(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and not value.startswith("/"):
+            raise ValueError("ASSIGN_ROOT_PATH must start with / (e.g. /assign)")
         return value
 
     @field_validator("timezone")
