@@ -46,6 +46,10 @@ class Settings(BaseSettings):
         5.0, ge=0, le=300, description="how long a process trusts a key it found; 0 = off"
     )
     db_pool_size: int = Field(10, ge=1)
+    history_days: float = Field(
+        14.0, gt=0, description="attempts and throughput history kept this many days"
+    )
+    metrics_port: int = Field(9108, ge=0, le=65535, description="assign dispatch's /metrics")
     log_level: str = "INFO"
     log_json: bool = True
 
