@@ -12,7 +12,7 @@ from assign.api.deps import Ctx, secured
 from assign.api.responses import JSON
 from assign.api.schemas import history as out
 from assign.api.schemas.common import ItemOut, ListOut, error_responses
-from assign.services import history
+from assign.services import explain, history
 
 router = APIRouter(
     prefix="/api/v1/admin",
@@ -30,6 +30,16 @@ router = APIRouter(
 )
 async def get_link(ctx: Ctx, link_id: uuid.UUID) -> JSON:
     return responses.item(await history.get_link(ctx, link_id=link_id))
+
+
+@router.get(
+    "/links/{link_id}/explain",
+    summary="Why the link is waiting, by the dispatcher's own rules",
+    response_model=ItemOut[out.ExplainOut],
+    responses=error_responses(404),
+)
+async def explain_link(ctx: Ctx, link_id: uuid.UUID) -> JSON:
+    return responses.item(await explain.explain_link(ctx, link_id=link_id))
 
 
 @router.get(
