@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from assign.api.schemas.resources import LinkOut
+from assign.api.schemas.resources import LinkOut, RequestOut
 
 Outcome = Literal["completed", "failed", "stale", "lost", "canceled"]
 Reason = Literal[
@@ -53,3 +53,9 @@ class ThroughputOut(BaseModel):
     key: uuid.UUID = Field(description="server or request id")
     completed: int
     failed: int = Field(description="failed results, stale timeouts and lost servers")
+
+
+class RequestWithEtaOut(RequestOut):
+    eta: datetime | None = Field(
+        description="expected completion of an open request; null when closed or unknown"
+    )

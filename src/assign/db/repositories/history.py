@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from assign.db.tables import attempts, link_counts, throughput
+from assign.db.tables import attempts, link_counts, links, throughput
 from assign.db.views import AnyRow
 
 ATTEMPT_FIELDS = (
@@ -120,3 +120,44 @@ async def prune_empty_counts(conn: AsyncConnection) -> int:
     """Delete the link_counts rows that hold 0 (a request's status it no longer has)."""
     result = await conn.execute(link_counts.delete().where(link_counts.c.n == 0))
     return int(result.rowcount or 0)
+
+
+async def account_samples(
+    conn: AsyncConnection, *, request_ids: Sequence[uuid.UUID], statuses: Sequence[str], size: int
+) -> dict[uuid.UUID, tuple[int, int, int]]:
+    """{request id: (links, links with an email, distinct emails)} among up to
+    ``size`` of each request's links in ``statuses``: one index range of (request_id, status)
+    per request, ``size`` rows at most."""
+    out: dict[uuid.UUID, tuple[int, int, int]] = {}
+    if not request_ids:
+        return out
+    if conn.dialect.name == "postgresql":
+        rows = await conn.execute(
+            sa.text(
+                "SELECT r.id, count(s.*), count(s.email), count(DISTINCT s.email) "
+                "FROM unnest(CAST(:ids AS uuid[])) AS r(id) CROSS JOIN LATERAL ("
+                "  SELECT l.email FROM links l WHERE l.request_id = r.id "
+                "  AND l.status = ANY(CAST(:statuses AS text[])) "
+                f"  LIMIT {int(size)}) s GROUP BY r.id"
+            ),
+            {"ids": list(request_ids), "statuses": list(statuses)},
+        )
+        return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
+    for request_id in request_ids:
+        picked = (
+            sa.select(links.c.email)
+            .where(links.c.request_id == request_id, links.c.status.in_(list(statuses)))
+            .limit(size)
+            .subquery()
+        )
+        row = (
+            await conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.count(picked.c.email),
+                    sa.func.count(sa.distinct(picked.c.email)),
+                )
+            )
+        ).one()
+        out[request_id] = (int(row[0]), int(row[1]), int(row[2]))
+    return out
