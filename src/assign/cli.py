@@ -259,6 +259,43 @@ def stats() -> None:
 
 
 @app.command()
+def explain(
+    link_id: Annotated[str, typer.Argument(help="id of the link")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the answer as JSON")] = False,
+) -> None:
+    """Why a link is waiting, judged by the dispatcher's own rules."""
+    import uuid
+
+    import orjson
+
+    from assign.errors import NotFound
+    from assign.services import explain as explain_service
+
+    try:
+        parsed = uuid.UUID(link_id)
+    except ValueError:
+        err.print(f"{link_id!r} is not a link id (a UUID); give one from GET /links.")
+        raise typer.Exit(1) from None
+    settings = load_settings()
+    try:
+        data = _with_context(
+            settings, lambda ctx: explain_service.explain_link(ctx, link_id=parsed)
+        )
+    except NotFound:
+        err.print(f"No link {parsed}: check the id.")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(orjson.dumps(data, option=orjson.OPT_UTC_Z).decode())
+        return
+    until = data.get("until")
+    console.print(f"status: {data['status']}")
+    console.print(
+        f"reason: {data['reason'] or '-'}" + (f" until {until.isoformat()}" if until else "")
+    )
+    console.print(data["detail"], markup=False)
+
+
+@app.command()
 def demo(
     links: Annotated[int, typer.Option(min=20, help="links in all campaigns")] = 2000,
     servers: Annotated[int, typer.Option(min=2, help="simulated tool servers (one dies)")] = 6,
