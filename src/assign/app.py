@@ -20,7 +20,7 @@ from assign.api.middleware import (
     RequestContextMiddleware,
 )
 from assign.api.ratelimit import RateLimiter
-from assign.api.routers import admin, health, tool, worker
+from assign.api.routers import admin, health, history, tool, worker
 from assign.api.schemas.common import JSON_VALUE_SCHEMA
 from assign.api.schemas.inputs import LinksBulkIn
 from assign.clock import Clock
@@ -105,7 +105,7 @@ def create_app(
     if context is not None:
         app.state.ctx = context
     errors.install(app)
-    for router in (worker.router, tool.router, admin.router, health.router):
+    for router in (worker.router, tool.router, admin.router, history.router, health.router):
         app.include_router(router)
     # outermost last: context -> auth -> body limit -> JSON body -> routes
     app.add_middleware(JSONBodyMiddleware)

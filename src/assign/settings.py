@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(10, ge=1)
     root_path: str = Field("", description="path prefix a proxy strips (ASGI root_path)")
+    history_days: float = Field(
+        14.0, gt=0, description="attempts and throughput history kept this many days"
+    )
+    metrics_port: int = Field(9108, ge=0, le=65535, description="assign dispatch's /metrics")
     log_level: str = "INFO"
     log_json: bool = True
 
