@@ -69,6 +69,9 @@ async def test_a_json_route_without_a_json_content_type_is_400(
         )
         body = assert_error(response, 400)
         assert "application/json" in body["error"], (url, body)
+    # no body at all where one is required: no Content-Type either
+    response = await factory.client.post(f"{ADMIN}/requests", headers=factory.admin)
+    assert "application/json" in assert_error(response, 400)["error"]
 
 
 async def test_details_over_64_kib_are_400_naming_the_field(factory: Factory) -> None:
