@@ -10,6 +10,7 @@ again, and ``active_tasks`` stays exact.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
@@ -303,4 +304,43 @@ async def test_a_result_against_the_stale_expiry(
         assert isinstance(refused, Conflict)
         assert (await _one_link(db, link["id"]))["status"] == "failed"
     assert (await factory.get_server(server["id"]))["active_tasks"] == 0
+    await assert_active_tasks_consistent(other_ctx)
+
+
+async def test_a_result_and_the_lost_server_step_never_deadlock(
+    sides: tuple[Context, Context],
+    factory: Factory,
+    db: asyncpg.Connection,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The result path locks its link, then its server; step 1 must take the same order. A
+    result that holds its link (and has yet to free the server's slot) while step 1 runs: step 1
+    waits for the link without holding the server, so the result's server update goes through.
+    (With step 1 taking the server first, the two would deadlock.)"""
+    _, other_ctx = sides
+    server = await factory.server()
+    request = await factory.request()
+    [link] = await factory.links(request, 1, server_id=server["id"])
+    await factory.claim(server)
+    sid, lid = uuid.UUID(server["id"]), uuid.UUID(link["id"])
+    later = other_ctx.clock.now() + timedelta(minutes=10)  # the server is silent by then
+    tick = steps.TickReport()
+
+    caplog.set_level(logging.INFO, logger="assign.db.engine")
+    transaction = db.transaction()
+    await transaction.start()
+    # the result path of services.tool, held after its first statement
+    await db.execute(
+        "UPDATE links SET status = 'completed', completed_at = now() WHERE id = $1", lid
+    )
+    task = asyncio.create_task(steps.expire_lost_servers(other_ctx, later, tick))
+    await _waiting(db)
+    await db.execute("UPDATE servers SET active_tasks = active_tasks - 1 WHERE id = $1", sid)
+    await transaction.commit()
+    await asyncio.wait_for(task, 10)
+
+    retried = [r for r in caplog.records if r.getMessage() == "transaction retried"]
+    assert retried == []  # no deadlock, not even one retried away
+    assert (tick.servers_lost, tick.lost_failed) == (1, 0)  # the link had completed
+    assert (await _one_link(db, link["id"]))["status"] == "completed"
     await assert_active_tasks_consistent(other_ctx)
