@@ -94,7 +94,6 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        root_path=settings.root_path,
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,

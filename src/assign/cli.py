@@ -97,6 +97,8 @@ def serve(
         timeout_keep_alive=65,
         loop="uvloop",
         http="httptools",
+        # behind a proxy that strips this prefix: the ASGI root_path (routes match after it)
+        root_path=settings.root_path,
     )
 
 

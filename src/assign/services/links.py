@@ -66,7 +66,7 @@ async def create_links(ctx: Context, *, items: Sequence[NewLink]) -> int:
     async def work(conn: AsyncConnection) -> int:
         # keyed by the UUIDs' integers: hashing a uuid.UUID runs Python code, 5,000 times a batch
         request_ints = [i.request_id.int for i in items]
-        # lock order: servers, then requests (FOR SHARE: neither deleted nor closed meanwhile)
+        # lock order: servers, then requests (FOR KEY SHARE: neither deleted nor closed meanwhile)
         usable = await servers_repo.lock_placeable(
             conn, [i.server_id for i in items if i.server_id is not None]
         )
