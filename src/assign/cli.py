@@ -54,6 +54,7 @@ def _with_context(settings: Settings, work: Any) -> Any:
         try:
             return await work(ctx)
         finally:
+            await ctx.hub.close()
             await ctx.db.dispose()
 
     return asyncio.run(main())

@@ -716,6 +716,10 @@ class LinkMachine(RuleBasedStateMachine):
         queued = [lk for lk in mine if lk.status == "queued"][:limit]
         more = min(limit - len(queued), free)
         connect = [lk for lk in mine if lk.status == "connect"][: max(more, 0)]
+        if server.status == "online":
+            server.last_health_check = self.now  # a claim is a heartbeat (PRODUCT.md §12)
+        else:
+            queued = connect = []  # nothing for a server in maintenance or offline (§9)
         answer = self.call(
             "POST",
             f"{TOOL}/links/claim",
@@ -797,9 +801,10 @@ class LinkMachine(RuleBasedStateMachine):
             self.call("PUT", path, json=body, expect=409, headers=headers)
             return
         answer = self.call("PUT", path, json=body, expect=200, headers=headers).json()["data"]
-        if profile_url is not None:
+        # a failed attempt's URLs are not kept on the link (PRODUCT.md §9)
+        if profile_url is not None and status == "completed":
             link.profile_url = profile_url
-        if post_url is not None:
+        if post_url is not None and status == "completed":
             link.post_url = post_url
         if status == "completed":
             link.status = "completed"
