@@ -86,6 +86,7 @@ def create_app(
             stop.set()
             if task is not None:
                 await asyncio.gather(task, return_exceptions=True)
+            await ctx.hub.close()  # the claim listener and wake-up sender of this process
             if context is None:
                 await ctx.db.dispose()
 
