@@ -13,9 +13,14 @@ from fastapi.openapi.utils import get_openapi
 
 from assign import __version__
 from assign.api import errors
-from assign.api.middleware import AuthMiddleware, BodyLimitMiddleware, RequestContextMiddleware
+from assign.api.middleware import (
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    JSONBodyMiddleware,
+    RequestContextMiddleware,
+)
 from assign.api.ratelimit import RateLimiter
-from assign.api.routers import admin, health, tool, worker
+from assign.api.routers import admin, health, history, tool, worker
 from assign.api.schemas.common import JSON_VALUE_SCHEMA
 from assign.api.schemas.inputs import LinksBulkIn
 from assign.clock import Clock
@@ -93,6 +98,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        root_path=settings.root_path,
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,
@@ -104,9 +110,10 @@ def create_app(
     if context is not None:
         app.state.ctx = context
     errors.install(app)
-    for router in (worker.router, tool.router, admin.router, health.router):
+    for router in (worker.router, tool.router, admin.router, history.router, health.router):
         app.include_router(router)
-    # outermost last: context -> auth -> body limit -> routes
+    # outermost last: context -> auth -> body limit -> JSON body -> routes
+    app.add_middleware(JSONBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware)
     app.add_middleware(RequestContextMiddleware)

@@ -59,10 +59,16 @@ def serve(
         bool, typer.Option("--no-dispatcher", help="run the API only")
     ] = False,
     workers: Annotated[int, typer.Option(help="API worker processes")] = 1,
+    root_path: Annotated[
+        str | None,
+        typer.Option("--root-path", help="prefix a proxy strips, e.g. /assign (ASSIGN_ROOT_PATH)"),
+    ] = None,
 ) -> None:
     """Run the API (and, unless --no-dispatcher, the dispatcher) in one process."""
     import uvicorn
 
+    if root_path is not None:
+        os.environ["ASSIGN_ROOT_PATH"] = root_path  # read by the settings of every worker
     from assign import logging as assign_logging
     from assign.security.secret import MissingSecret, resolve_secret
 
@@ -203,6 +209,43 @@ def stats(as_json: Annotated[bool, JSON_OPTION] = False) -> None:
         for k, v in sorted(counts.items()):
             table.add_row(k, str(v))
         console.print(table)
+
+
+@app.command()
+def explain(
+    link_id: Annotated[str, typer.Argument(help="id of the link")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the answer as JSON")] = False,
+) -> None:
+    """Why a link is waiting, judged by the dispatcher's own rules."""
+    import uuid
+
+    import orjson
+
+    from assign.errors import NotFound
+    from assign.services import explain as explain_service
+
+    try:
+        parsed = uuid.UUID(link_id)
+    except ValueError:
+        err.print(f"{link_id!r} is not a link id (a UUID); give one from GET /links.")
+        raise typer.Exit(1) from None
+    settings = load_settings()
+    try:
+        data = _with_context(
+            settings, lambda ctx: explain_service.explain_link(ctx, link_id=parsed)
+        )
+    except NotFound:
+        err.print(f"No link {parsed}: check the id.")
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(orjson.dumps(data, option=orjson.OPT_UTC_Z).decode())
+        return
+    until = data.get("until")
+    console.print(f"status: {data['status']}")
+    console.print(
+        f"reason: {data['reason'] or '-'}" + (f" until {until.isoformat()}" if until else "")
+    )
+    console.print(data["detail"], markup=False)
 
 
 @app.command()
