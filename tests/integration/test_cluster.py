@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -92,6 +93,7 @@ async def test_cluster_runs_a_fleet() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+        shutil.rmtree(run_dir, ignore_errors=True)
         conn = await asyncpg.connect(admin)
         try:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
