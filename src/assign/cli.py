@@ -199,7 +199,7 @@ def migrate(revision: Annotated[str, typer.Argument(help="target revision")] = "
 
     settings = load_settings()
     try:
-        upgrade(settings.database_url, revision)
+        upgrade(settings.migration_url, revision)
     except Exception as exc:
         fail(describe_failure(exc, settings))
     console.print(f"schema at [bold]{revision}[/bold]")
