@@ -214,12 +214,22 @@ def server_list() -> None:
 
 
 @admin_key_app.command("create")
-def admin_key_create(name: Annotated[str, typer.Option(help="who uses it")] = "admin") -> None:
+def admin_key_create(
+    name: Annotated[str, typer.Option(help="who uses it")] = "admin",
+    read_only: Annotated[
+        bool,
+        typer.Option(
+            "--read-only", help="may only read: no console actions, admin API writes refused"
+        ),
+    ] = False,
+) -> None:
     """Create an admin key and print it (shown only this once)."""
     from assign.services import catalog
 
     settings = load_settings()
-    key = _with_context(settings, lambda ctx: catalog.create_admin_key(ctx, name=name))
+    key = _with_context(
+        settings, lambda ctx: catalog.create_admin_key(ctx, name=name, read_only=read_only)
+    )
     err.print("admin key (shown only this once):")
     print(key)
 

@@ -46,6 +46,8 @@ class Settings(BaseSettings):
         5.0, ge=0, le=300, description="how long a process trusts a key it found; 0 = off"
     )
     db_pool_size: int = Field(10, ge=1)
+    ui: bool = Field(True, description="serve the operator console at /ui")
+    ui_session_hours: float = Field(12.0, gt=0, description="how long a console sign-in lasts")
     log_level: str = "INFO"
     log_json: bool = True
 

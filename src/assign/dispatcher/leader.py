@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from assign.db.tables import dispatcher_lease
+from assign.db.tables import dispatcher_lease, dispatcher_ticks
 from assign.services.context import Context
 
 log = logging.getLogger("assign.dispatcher")
@@ -131,6 +131,21 @@ class Leadership:
                 .values(holder=self.holder, expires_at=expires)
             )
             return True
+
+    async def record_tick(self, now: datetime) -> None:
+        """Write who leads and when it last ticked (the console's Overview shows it)."""
+        async with self.ctx.db.transaction() as conn:
+            done = await conn.execute(
+                dispatcher_ticks.update()
+                .where(dispatcher_ticks.c.name == LEASE_NAME)
+                .values(holder=self.holder, ticked_at=now)
+            )
+            if done.rowcount == 0:
+                await conn.execute(
+                    dispatcher_ticks.insert().values(
+                        name=LEASE_NAME, holder=self.holder, ticked_at=now
+                    )
+                )
 
     async def release(self) -> None:
         if self.ctx.db.is_sqlite:

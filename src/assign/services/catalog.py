@@ -120,8 +120,8 @@ async def put_settings(ctx: Context, *, group: str, values: dict[str, str]) -> d
         return await repo.get_settings(conn, group)
 
 
-async def create_admin_key(ctx: Context, *, name: str) -> str:
-    """A new admin key (shown once; only its digest is stored)."""
+async def create_admin_key(ctx: Context, *, name: str, read_only: bool = False) -> str:
+    """A new admin key (shown once; only its digest is stored); ``read_only`` may only read."""
     key = keys.generate_key()
     async with ctx.db.transaction() as conn:
         await repo.insert_admin_key(
@@ -131,11 +131,13 @@ async def create_admin_key(ctx: Context, *, name: str) -> str:
                 "name": name,
                 "key_hash": keys.hash_key(key),
                 "created_at": ctx.clock.now(),
+                "read_only": read_only,
             },
         )
     return key
 
 
-async def is_admin_key(ctx: Context, *, key_hash: str) -> bool:
+async def admin_key_read_only(ctx: Context, *, key_hash: str) -> bool | None:
+    """Whether the stored admin key with this digest is read-only; None when it is no admin key."""
     async with ctx.db.read() as conn:
-        return await repo.admin_key_exists(conn, key_hash)
+        return await repo.admin_key_read_only(conn, key_hash)

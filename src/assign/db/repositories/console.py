@@ -1,0 +1,150 @@
+"""SQL the console's pages read that no API listing does: pages of requests by name, a
+server's links in flight, accounts' activity, counts of the small tables, the last tick."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assign.db.tables import dispatcher_ticks, links, requests, servers
+from assign.db.views import AnyRow
+from assign.domain.states import ASSIGN_SERVICE, IN_FLIGHT, LinkStatus
+
+
+async def count_by_status(conn: AsyncConnection, table: sa.Table) -> dict[str, int]:
+    """{status: n} of a small table (servers without assign servers, or requests)."""
+    query = sa.select(table.c.status, sa.func.count()).group_by(table.c.status)
+    if table is servers:
+        query = query.where(servers.c.service != ASSIGN_SERVICE)
+    return {status: int(n) for status, n in await conn.execute(query)}
+
+
+async def last_tick(conn: AsyncConnection) -> AnyRow | None:
+    """(holder, ticked_at) of the acting dispatcher's last full tick, or None."""
+    query = sa.select(dispatcher_ticks.c.holder, dispatcher_ticks.c.ticked_at)
+    return (await conn.execute(query.limit(1))).first()
+
+
+async def requests_page(
+    conn: AsyncConnection,
+    *,
+    statuses: Sequence[str],
+    service_type: str | None,
+    name: str | None,
+    after: uuid.UUID | None,
+    limit: int,
+) -> Sequence[Row[Any]]:
+    """Up to ``limit`` requests matching, newest first, after the request ``after`` (keyset)."""
+    query = sa.select(requests)
+    if statuses:
+        query = query.where(requests.c.status.in_(statuses))
+    if service_type:
+        query = query.where(requests.c.service_type == service_type)
+    if name:
+        escaped = name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(requests.c.name.ilike(f"%{escaped}%", escape="\\"))
+    if after is not None:
+        mark = sa.select(requests.c.created_at).where(requests.c.id == after).scalar_subquery()
+        query = query.where(
+            sa.or_(
+                requests.c.created_at < mark,
+                sa.and_(requests.c.created_at == mark, requests.c.id < after),
+            )
+        )
+    order = (requests.c.created_at.desc(), requests.c.id.desc())
+    return (await conn.execute(query.order_by(*order).limit(limit))).all()
+
+
+async def links_by_request_status(
+    conn: AsyncConnection, request_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[str, int]]:
+    """{request_id: {status: n}} of these requests' links."""
+    # TODO(history): read link_counts(request_id, status, n), kept by the transitions
+    out: dict[uuid.UUID, dict[str, int]] = {}
+    if not request_ids:
+        return out
+    query = (
+        sa.select(links.c.request_id, links.c.status, sa.func.count())
+        .where(links.c.request_id.in_(list(request_ids)))
+        .group_by(links.c.request_id, links.c.status)
+    )
+    for request_id, status, n in await conn.execute(query):
+        out.setdefault(request_id, {})[status] = int(n)
+    return out
+
+
+async def links_by_status(conn: AsyncConnection) -> dict[str, int]:
+    """{status: n} of every link."""
+    # TODO(history): sum link_counts instead of counting the links table
+    query = sa.select(links.c.status, sa.func.count()).group_by(links.c.status)
+    return {status: int(n) for status, n in await conn.execute(query)}
+
+
+async def server_results_since(
+    conn: AsyncConnection, server_ids: Sequence[uuid.UUID], since: datetime
+) -> dict[uuid.UUID, dict[str, int]]:
+    """{server_id: {"completed": n, "failed": n}} of results reported since ``since``."""
+    # TODO(history): read the per-minute throughput table by server instead
+    out: dict[uuid.UUID, dict[str, int]] = {}
+    if not server_ids:
+        return out
+    query = (
+        sa.select(links.c.server_id, links.c.status, sa.func.count())
+        .where(
+            links.c.server_id.in_(list(server_ids)),
+            links.c.status.in_([LinkStatus.COMPLETED, LinkStatus.FAILED]),
+            links.c.updated_at >= since,
+        )
+        .group_by(links.c.server_id, links.c.status)
+    )
+    for server_id, status, n in await conn.execute(query):
+        out.setdefault(server_id, {})[status] = int(n)
+    return out
+
+
+async def links_in_flight(
+    conn: AsyncConnection, server_id: uuid.UUID, limit: int
+) -> Sequence[Row[Any]]:
+    """Up to ``limit`` of the server's queued, running and connecting links, oldest start first."""
+    query = (
+        sa.select(links)
+        .where(links.c.server_id == server_id, links.c.status.in_(sorted(IN_FLIGHT)))
+        .order_by(links.c.started_at.nulls_last(), links.c.assigned_at, links.c.id)
+        .limit(limit)
+    )
+    return (await conn.execute(query)).all()
+
+
+async def account_activity(
+    conn: AsyncConnection, emails: Sequence[str], day_start: datetime
+) -> dict[str, tuple[int, datetime | None, datetime | None]]:
+    """{email: (completions today, last completion, last dispatch)} of these accounts."""
+    out: dict[str, tuple[int, datetime | None, datetime | None]] = {}
+    if not emails:
+        return out
+    of_emails = links.c.email.in_(list(emails))
+    today: dict[str, int] = dict(
+        (
+            await conn.execute(
+                sa.select(links.c.email, sa.func.count())
+                .where(of_emails, links.c.completed_at >= day_start)
+                .group_by(links.c.email)
+            )
+        ).all()
+    )
+    last = await conn.execute(
+        sa.select(
+            links.c.email, sa.func.max(links.c.completed_at), sa.func.max(links.c.assigned_at)
+        )
+        .where(of_emails)
+        .group_by(links.c.email)
+    )
+    for email, last_post, last_dispatch in last:
+        out[email] = (int(today.get(email, 0)), last_post, last_dispatch)
+    return out
