@@ -30,6 +30,8 @@ def install_docs(app: FastAPI) -> None:
             swagger_js_url=prefix + "/docs/static/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url=prefix + "/docs/static/swagger-ui/swagger-ui.css",
             swagger_favicon_url=prefix + "/docs/static/swagger-ui/favicon-32x32.png",
+            # no badge from validator.swagger.io: nothing is fetched from another host
+            swagger_ui_parameters={"validatorUrl": None},
         )
 
     @app.get("/redoc", include_in_schema=False)

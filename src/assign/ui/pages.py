@@ -148,10 +148,11 @@ async def accounts_list(request: Request, session: Viewer) -> Response:
 
 @router.get("/ui/settings")
 async def settings_page(request: Request, session: Viewer) -> Response:
-    values = await catalog.get_settings(request.app.state.ctx, group="rate_limit")
+    groups = await catalog.all_settings(request.app.state.ctx)
     return render.page(
-        request, "settings.html", session=session, values=values, errors={}, status_code=200
-    )
+        request, "settings.html", session=session, values=groups.get("rate_limit", {}),
+        groups=groups, errors={},
+    )  # fmt: skip
 
 
 def _path_id(raw: str, field: str) -> uuid.UUID:

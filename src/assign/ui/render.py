@@ -91,6 +91,7 @@ def base_path(request: Request) -> str:
 def page(
     request: Request,
     template: str,
+    /,
     *,
     session: Session | None,
     status_code: int = 200,

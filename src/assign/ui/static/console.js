@@ -44,8 +44,8 @@
         height: 220,
         series: [
           {},
-          { label: "completed", stroke: css("--ok"), width: 2 },
-          { label: "failed", stroke: css("--bad"), width: 2 }
+          { label: "completed", stroke: css("--ok"), width: 2, points: { show: false } },
+          { label: "failed", stroke: css("--bad"), width: 2, points: { show: false } }
         ],
         axes: [axis, axis],
         scales: { y: { range: function (u, min, max) { return [0, Math.max(1, max)]; } } }
