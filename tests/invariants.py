@@ -36,3 +36,73 @@ async def assert_active_tasks_consistent(ctx: Context) -> dict[str, int]:
     assert not wrong, f"active_tasks != in-flight links (server: (active_tasks, links)): {wrong}"
     assert orphans == 0, f"{orphans} in-flight link(s) without a server"
     return {str(sid): tasks for sid, tasks, _ in rows}
+
+
+#: outcome of a finished attempt -> the link statuses it may leave the link in right after it
+#: (later transitions move the link on, so only the attempt's own facts are checked)
+OUTCOMES = {"completed", "failed", "stale", "lost", "canceled"}
+
+
+async def check_attempts(ctx: Context) -> dict[str, list[dict[str, object]]]:
+    """The attempts kept by the database's triggers agree with the links.
+
+    * numbering is 1..n for each link, without a gap;
+    * at most one attempt of a link is open (no ``finished_at``), and only its last one;
+    * a link that is running or connecting has exactly one open attempt, on its server and in its
+      phase; any other link has none;
+    * a finished attempt has an outcome, none earlier than its start; an open one has none;
+    * ``link_counts`` equals the links counted by request and status.
+
+    Returns {link id: its attempts, oldest first} so a test can check the outcomes it expects.
+    """
+    from assign.db.tables import attempts, link_counts
+    from assign.domain.states import WORKING
+
+    async with ctx.db.read(snapshot=True) as conn:
+        rows = (
+            await conn.execute(sa.select(attempts).order_by(attempts.c.link_id, attempts.c.number))
+        ).all()
+        states = {
+            r.id: r
+            for r in await conn.execute(
+                sa.select(links.c.id, links.c.status, links.c.server_id, links.c.phase)
+            )
+        }
+        counted = {
+            (r[0], r[1]): int(r[2])
+            for r in await conn.execute(
+                sa.select(links.c.request_id, links.c.status, sa.func.count()).group_by(
+                    links.c.request_id, links.c.status
+                )
+            )
+        }
+        kept = {
+            (r.request_id, r.status): int(r.n)
+            for r in await conn.execute(sa.select(link_counts).where(link_counts.c.n != 0))
+        }
+    assert kept == counted, f"link_counts {kept} != links counted {counted}"
+    by_link: dict[str, list[dict[str, object]]] = {}
+    for row in rows:
+        by_link.setdefault(str(row.link_id), []).append(dict(row._mapping))
+    for link_id, found in by_link.items():
+        numbers = [a["number"] for a in found]
+        assert numbers == list(range(1, len(found) + 1)), f"{link_id}: numbered {numbers}"
+        open_ = [a for a in found if a["finished_at"] is None]
+        assert len(open_) <= 1, f"{link_id}: {len(open_)} open attempts"
+        assert not open_ or open_[0] is found[-1], f"{link_id}: an older attempt is open"
+        for a in found:
+            if a["finished_at"] is None:
+                assert a["outcome"] is None, f"{link_id}: open attempt with an outcome"
+            else:
+                assert a["outcome"] in OUTCOMES, f"{link_id}: outcome {a['outcome']!r}"
+                assert a["finished_at"] >= a["started_at"], f"{link_id}: ends before it starts"  # type: ignore[operator]
+    for link_id, link in states.items():
+        found = by_link.get(str(link_id), [])
+        open_ = [a for a in found if a["finished_at"] is None]
+        if link.status in WORKING:
+            assert len(open_) == 1, f"{link_id} is {link.status} with {len(open_)} open attempts"
+            assert open_[0]["server_id"] == link.server_id, f"{link_id}: attempt on another server"
+            assert open_[0]["phase"] == link.phase, f"{link_id}: attempt of another phase"
+        else:
+            assert not open_, f"{link_id} is {link.status} with an open attempt"
+    return by_link

@@ -13,9 +13,14 @@ from fastapi.openapi.utils import get_openapi
 
 from assign import __version__, ui
 from assign.api import errors
-from assign.api.middleware import AuthMiddleware, BodyLimitMiddleware, RequestContextMiddleware
+from assign.api.middleware import (
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    JSONBodyMiddleware,
+    RequestContextMiddleware,
+)
 from assign.api.ratelimit import RateLimiter
-from assign.api.routers import admin, health, tool, worker
+from assign.api.routers import admin, health, history, tool, worker
 from assign.api.schemas.common import JSON_VALUE_SCHEMA
 from assign.api.schemas.inputs import LinksBulkIn
 from assign.clock import Clock
@@ -90,6 +95,7 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         docs_url=None,  # served from local assets by assign.ui.install_docs
+        root_path=settings.root_path,
         openapi_url="/openapi.json",
         redoc_url=None,
     )
@@ -100,12 +106,13 @@ def create_app(
     if context is not None:
         app.state.ctx = context
     errors.install(app)
-    for router in (worker.router, tool.router, admin.router, health.router):
+    for router in (worker.router, tool.router, admin.router, history.router, health.router):
         app.include_router(router)
     ui.install_docs(app)
     if settings.ui:
         ui.install_console(app)
-    # outermost last: context -> auth -> body limit -> routes
+    # outermost last: context -> auth -> body limit -> JSON body -> routes
+    app.add_middleware(JSONBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware)
     app.add_middleware(RequestContextMiddleware)

@@ -46,6 +46,11 @@ class Settings(BaseSettings):
         5.0, ge=0, le=300, description="how long a process trusts a key it found; 0 = off"
     )
     db_pool_size: int = Field(10, ge=1)
+    root_path: str = Field("", description="path prefix a proxy strips (ASGI root_path)")
+    history_days: float = Field(
+        14.0, gt=0, description="attempts and throughput history kept this many days"
+    )
+    metrics_port: int = Field(9108, ge=0, le=65535, description="assign dispatch's /metrics")
     ui: bool = Field(True, description="serve the operator console at /ui")
     ui_session_hours: float = Field(12.0, gt=0, description="how long a console sign-in lasts")
     log_level: str = "INFO"
@@ -61,6 +66,14 @@ class Settings(BaseSettings):
     def _secret_length(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 32:
             raise ValueError("ASSIGN_SECRET_KEY must be at least 32 characters")
+        return value
+
+    @field_validator("root_path")
+    @classmethod
+    def _valid_root_path(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and not value.startswith("/"):
+            raise ValueError("ASSIGN_ROOT_PATH must start with / (e.g. /assign)")
         return value
 
     @field_validator("timezone")

@@ -50,6 +50,8 @@ def validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
         message = str(err.get("msg", "invalid value"))
         if err.get("type") == "json_invalid":
             message = "body is not valid JSON"
+        elif err.get("type") == "missing" and tuple(err.get("loc", ())) == ("body",):
+            message = "a JSON body is required (Content-Type: application/json)"
         elif err.get("type") == "value_error":
             message = message.removeprefix("Value error, ")
         # a JSON syntax error is located at ("body", offset): the bad field is the body

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -40,7 +41,8 @@ class DatabaseUnavailable(RuntimeError):
 
 def _sqlstate(exc: BaseException) -> str | None:
     orig = getattr(exc, "orig", None)
-    for candidate in (orig, getattr(orig, "__cause__", None)):
+    # the driver used directly (COPY) raises its own errors, with their SQLSTATE
+    for candidate in (orig, getattr(orig, "__cause__", None), exc):
         code = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
         if code:
             return str(code)
@@ -187,8 +189,10 @@ class Database:
                 raise DatabaseUnavailable(str(exc)) from exc
             raise
 
-    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]], *, attempts: int = 3) -> T:
-        """Run ``work`` in a transaction, again when PostgreSQL reports a deadlock."""
+    async def run(self, work: Callable[[AsyncConnection], Awaitable[T]], *, attempts: int = 5) -> T:
+        """Run ``work`` in a transaction, again (after a pause with jitter) when PostgreSQL
+        reports a deadlock or a serialization failure. Every write transaction goes through
+        here, so a caller never sees either."""
         outer = _current.get()
         if outer is not None and outer[0] is self:
             return await work(outer[1])  # the outer transaction is the one to run again
@@ -196,10 +200,10 @@ class Database:
             try:
                 async with self.transaction() as conn:
                     return await work(conn)
-            except DBAPIError as exc:
+            except Exception as exc:
                 if attempt < attempts and _sqlstate(exc) in RETRYABLE_SQLSTATES:
                     log.info("transaction retried", extra={"sqlstate": _sqlstate(exc)})
-                    await asyncio.sleep(0.01 * attempt)
+                    await asyncio.sleep(random.uniform(0.5, 1.0) * 0.01 * 2**attempt)
                     continue
                 raise
         raise AssertionError("unreachable")

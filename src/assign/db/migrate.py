@@ -21,7 +21,10 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the schema at ``url`` up to ``revision`` (blocking; runs its own event loop)."""
+    """Bring the schema at ``url`` up to ``revision`` (blocking; runs its own event loop).
+
+    Refuses (:class:`SchemaTooNew`) a database that a newer release has migrated."""
+    check_not_newer(asyncio.run(current_revision(url)))
     command.upgrade(alembic_config(url), revision)
 
 
@@ -33,6 +36,38 @@ def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head() or ""
+
+
+def known_revisions() -> set[str]:
+    """Every revision this release's migrations know."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return {rev.revision for rev in script.walk_revisions()}
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was migrated by a newer release than this one."""
+
+    def __init__(self, found: str) -> None:
+        super().__init__(
+            f"The database schema is at revision {found}, newer than this Assign "
+            f"{_version()} knows (its newest is {head_revision()}): run the release that "
+            "migrated it, or upgrade Assign"
+        )
+        self.found = found
+
+
+def _version() -> str:
+    from assign import __version__
+
+    return __version__
+
+
+def check_not_newer(current: str | None) -> None:
+    """Raise :class:`SchemaTooNew` when ``current`` is a revision this release does not know."""
+    if current is not None and current not in known_revisions():
+        raise SchemaTooNew(current)
 
 
 async def current_revision(url: str) -> str | None:

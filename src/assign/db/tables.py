@@ -210,6 +210,46 @@ dispatcher_lease = sa.Table(
     sa.Column("expires_at", UTCDateTime(), nullable=False),
 )
 
+# --- history, written by triggers on links (migration 0005) -----------------------------------
+
+#: one row per claim of a link, ended by its next transition (see docs/guarantees.md)
+attempts = sa.Table(
+    "attempts",
+    metadata,
+    sa.Column("link_id", sa.Uuid(), primary_key=True),
+    sa.Column("number", sa.Integer, primary_key=True),
+    sa.Column("phase", sa.String(10), nullable=False),
+    sa.Column("server_id", sa.Uuid()),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime()),
+    sa.Column("outcome", sa.String(10)),
+    sa.Column("error", sa.Text),
+    sa.Column("profile_url", sa.String(2000)),
+    sa.Column("post_url", sa.String(2000)),
+    # pruning by age; rows arrive in start order, so a BRIN index is enough on PostgreSQL
+    sa.Index("ix_attempts_started_at", "started_at", postgresql_using="brin"),
+)
+
+#: completions and failures per minute, by server (``kind`` 'server') and by request
+throughput = sa.Table(
+    "throughput",
+    metadata,
+    sa.Column("kind", sa.String(10), primary_key=True),
+    sa.Column("minute", UTCDateTime(), primary_key=True),
+    sa.Column("key", sa.Uuid(), primary_key=True),
+    sa.Column("completed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failed", sa.Integer, nullable=False, server_default="0"),
+)
+
+#: links by (request, status); rows may hold 0
+link_counts = sa.Table(
+    "link_counts",
+    metadata,
+    sa.Column("request_id", sa.Uuid(), primary_key=True),
+    sa.Column("status", sa.String(20), primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
 # console sessions: the cookie holds a random id, only its SHA-256 digest is stored here
 ui_sessions = sa.Table(
     "ui_sessions",

@@ -1,8 +1,8 @@
 """What the console's pages show, each page one read (a snapshot where it reads several tables).
 
-Counts come from what the transitions maintain or from index ranges bounded by the page, never
-from counting the whole links table per view (see the TODO(history) spots in
-``db.repositories.console`` until the history tables are in).
+Counts of links come from what the transitions maintain (``link_counts`` and the per-minute
+``throughput``, kept by the database's triggers; see ``services.history``), never from counting
+the links table per view; requests' ``eta`` is the one the admin API answers (``services.eta``).
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ from typing import Any
 from assign.db import views
 from assign.db.repositories import catalog as catalog_repo
 from assign.db.repositories import console as repo
+from assign.db.repositories import history as history_repo
 from assign.db.repositories import requests as requests_repo
 from assign.db.repositories import servers as servers_repo
 from assign.db.tables import requests, servers
 from assign.domain.ratelimit import RateLimit, start_of_day
 from assign.errors import NotFound
+from assign.services import eta, history
 from assign.services.context import Context
 
 #: how many of a server's or request's links its page lists
@@ -29,34 +31,40 @@ async def overview(ctx: Context) -> dict[str, Any]:
     """Links, servers and requests by status, throughput of the last hour, the last tick."""
     async with ctx.db.read(snapshot=True) as conn:
         tick = await repo.last_tick(conn)
-        return {
-            "links": await repo.links_by_status(conn),
+        found: dict[str, Any] = {
+            "links": await history_repo.link_totals(conn),
             "servers": await repo.count_by_status(conn, servers),
             "requests": await repo.count_by_status(conn, requests),
-            # TODO(history): completed and failed per minute, from the throughput table
-            "throughput": [],
-            "leader": None
-            if tick is None
-            else {"holder": tick.holder, "ticked_at": tick.ticked_at},
-            "now": ctx.clock.now(),
+            "leader": None if tick is None else {"holder": tick.holder, "at": tick.ticked_at},
         }
+    # completed and failed per minute: every failure happens on a server, so by server is all
+    found["throughput"] = _jsonable(await history.throughput(ctx, minutes=60, by="server"))
+    return found
+
+
+def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Throughput rows for a page's chart (times as RFC 3339, keys as strings)."""
+    return [
+        {**r, "minute": r["minute"].strftime("%Y-%m-%dT%H:%M:%SZ"), "key": str(r["key"])}
+        for r in rows
+    ]
 
 
 async def servers_page(ctx: Context) -> list[dict[str, Any]]:
     """Every server with its completed and failed results of the last hour."""
-    since = ctx.clock.now() - timedelta(hours=1)
-    async with ctx.db.read(snapshot=True) as conn:
+    async with ctx.db.read() as conn:
         rows = await servers_repo.list_servers(
             conn, statuses=None, inactive_before=None, service=None, limit=10_000
         )
-        results = await repo.server_results_since(conn, [r.id for r in rows], since)
+    hour: dict[Any, list[int]] = {}
+    for minute in await history.throughput(ctx, minutes=60, by="server"):
+        sums = hour.setdefault(minute["key"], [0, 0])
+        sums[0] += minute["completed"]
+        sums[1] += minute["failed"]
     out = []
     for row in rows:
-        counts = results.get(row.id, {})
-        out.append(
-            views.server(row)
-            | {"completed_hour": counts.get("completed", 0), "failed_hour": counts.get("failed", 0)}
-        )
+        completed, failed = hour.get(row.id, (0, 0))
+        out.append(views.server(row) | {"completed_hour": completed, "failed_hour": failed})
     return out
 
 
@@ -90,15 +98,14 @@ async def requests_page(
             limit=limit + 1,
         )
         page = rows[:limit]
-        counts = await repo.links_by_request_status(conn, [r.id for r in page])
-    items = [_with_counts(views.request(r), counts.get(r.id, {})) for r in page]
+        counts = await history_repo.link_counts_of(conn, [r.id for r in page])
+        etas = await eta.estimate_all(conn, page, ctx.clock.now())
+    items = [_with_counts(views.request(r), counts.get(r.id, {}), etas[r.id]) for r in page]
     return items, (page[-1].id if len(rows) > limit else None)
 
 
-def _with_counts(request: dict[str, Any], counts: dict[str, int]) -> dict[str, Any]:
-    total = sum(counts.values())
-    # TODO(history): the request's ``eta`` from the history service
-    return request | {"counts": counts, "total": total, "eta": request.get("eta")}
+def _with_counts(request: dict[str, Any], counts: dict[str, int], when: Any) -> dict[str, Any]:
+    return request | {"counts": counts, "total": sum(counts.values()), "eta": when}
 
 
 async def request_page(ctx: Context, *, request_id: uuid.UUID) -> dict[str, Any]:
@@ -107,11 +114,12 @@ async def request_page(ctx: Context, *, request_id: uuid.UUID) -> dict[str, Any]
         row = await requests_repo.get(conn, request_id)
         if row is None:
             raise NotFound("Request not found")
-        counts = await repo.links_by_request_status(conn, [request_id])
+        counts = await history_repo.link_counts_of(conn, [request_id])
+        etas = await eta.estimate_all(conn, [row], ctx.clock.now())
+    minutes = await history.throughput(ctx, minutes=60, by="request")
     return {
-        "request": _with_counts(views.request(row), counts.get(request_id, {})),
-        # TODO(history): completions per minute of this request, from the throughput table
-        "throughput": [],
+        "request": _with_counts(views.request(row), counts.get(request_id, {}), etas[row.id]),
+        "throughput": _jsonable([m for m in minutes if m["key"] == request_id]),
     }
 
 

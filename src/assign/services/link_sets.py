@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db import views
+from assign.db.repositories import history as history_repo
 from assign.db.repositories import link_sets as repo
 from assign.db.repositories import servers as servers_repo
 from assign.domain.filters import LinkFilter
@@ -31,9 +32,24 @@ async def list_page(
 async def count(
     ctx: Context, *, match: LinkFilter | None, link_ids: Sequence[uuid.UUID] | None
 ) -> int:
-    """How many links a bulk action would be offered: those chosen, or all matching the filter."""
+    """How many links a bulk action would be offered: those chosen, or all matching the filter.
+
+    A filter of statuses and request alone is answered from the counts the transitions keep
+    (``link_counts``); any other filter counts its links.
+    """
     async with ctx.db.read() as conn:
+        if link_ids is None and match is not None and _by_counts(match):
+            if match.request_id is None:
+                by_status = await history_repo.link_totals(conn)
+            else:
+                found = await history_repo.link_counts_of(conn, [match.request_id])
+                by_status = found[match.request_id]
+            return sum(n for s, n in by_status.items() if not match.statuses or s in match.statuses)
         return await repo.count(conn, repo.chosen(match, link_ids))
+
+
+def _by_counts(match: LinkFilter) -> bool:
+    return match == LinkFilter(statuses=match.statuses, request_id=match.request_id)
 
 
 async def retry(

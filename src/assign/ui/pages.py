@@ -10,7 +10,7 @@ from starlette.responses import RedirectResponse, Response
 from assign.api.deps import parse_choice, parse_statuses
 from assign.domain.states import SERVICE_TYPES, RequestStatus
 from assign.errors import AppError
-from assign.services import catalog, console, link_sets, links
+from assign.services import catalog, console, explain, history, link_sets
 from assign.services.sessions import Session
 from assign.ui import filters, render
 from assign.ui.auth import Viewer
@@ -123,13 +123,15 @@ async def links_list(request: Request, session: Viewer) -> Response:
 
 @router.get("/ui/links/{link_id}")
 async def link_detail(request: Request, session: Viewer, link_id: str) -> Response:
+    ctx = request.app.state.ctx
     try:
-        link = await links.get_link(request.app.state.ctx, link_id=_path_id(link_id, "link_id"))
+        lid = _path_id(link_id, "link_id")
+        link = await history.get_link(ctx, link_id=lid)
+        why = await explain.explain_link(ctx, link_id=lid)
     except AppError as exc:
         return failed(request, session, exc)
-    # TODO(history): the link's attempts (GET /admin/links/:id) and, when pending, /explain
     return render.page(
-        request, "link.html", session=session, link=link, attempts=None, explain=None
+        request, "link.html", session=session, link=link, attempts=link["attempts"], explain=why
     )
 
 

@@ -22,11 +22,12 @@ from assign.api.deps import (
 )
 from assign.api.idempotency import IdempotencyKey
 from assign.api.responses import JSON
+from assign.api.schemas import history as history_out
 from assign.api.schemas import inputs
 from assign.api.schemas import resources as out
 from assign.api.schemas.common import ItemOut, ListOut, error_responses
 from assign.domain.states import SERVICE_TYPES, AccountStatus, RequestStatus, ServerStatus
-from assign.services import catalog, requests, servers, stats
+from assign.services import catalog, eta, servers, stats
 
 router = APIRouter(
     prefix="/api/v1/admin",
@@ -134,7 +135,10 @@ async def delete_server(ctx: Ctx, server_id: uuid.UUID) -> JSON:
 
 
 @router.post(
-    "/requests", status_code=201, summary="Create a request", response_model=ItemOut[out.RequestOut]
+    "/requests",
+    status_code=201,
+    summary="Create a request",
+    response_model=ItemOut[history_out.RequestWithEtaOut],
 )
 async def create_request(
     body: inputs.RequestCreateIn,
@@ -146,24 +150,23 @@ async def create_request(
     async def call() -> dict[str, Any]:
         return {
             "success": True,
-            "data": await requests.create_request(ctx, values=body.model_dump()),
+            "data": await eta.create_request(ctx, values=body.model_dump()),
         }
 
     return await idempotency.respond(ctx, request, caller, idempotency_key, call, 201)
 
 
-@router.get("/requests", summary="Requests", response_model=ListOut[out.RequestOut])
+@router.get("/requests", summary="Requests", response_model=ListOut[history_out.RequestWithEtaOut])
 async def list_requests(
     ctx: Ctx,
     status: Annotated[str | None, status_query(RequestStatus)] = None,
     service_type: ServiceTypeQ = None,
     limit: Limit = 100,
 ) -> JSON:
-    items = await requests.list_requests(
+    items = await eta.list_requests(
         ctx,
         statuses=parse_statuses(status, RequestStatus) or [s.value for s in RequestStatus],
         service_type=parse_choice(service_type, SERVICE_TYPES, "service_type"),
-        type_request=None,
         limit=clamp_limit(limit),
     )
     return responses.listing(items)
@@ -171,23 +174,23 @@ async def list_requests(
 
 @router.get(
     "/requests/{request_id}",
-    summary="One request",
-    response_model=ItemOut[out.RequestOut],
+    summary="One request, with its ETA",
+    response_model=ItemOut[history_out.RequestWithEtaOut],
     responses=NotFound,
 )
 async def get_request(ctx: Ctx, request_id: uuid.UUID) -> JSON:
-    return responses.item(await requests.get_request(ctx, request_id=request_id))
+    return responses.item(await eta.get_request(ctx, request_id=request_id))
 
 
 @router.patch(
     "/requests/{request_id}",
     summary="Change a request",
-    response_model=ItemOut[out.RequestOut],
+    response_model=ItemOut[history_out.RequestWithEtaOut],
     responses=NotFound,
 )
 async def update_request(ctx: Ctx, request_id: uuid.UUID, body: inputs.RequestPatchIn) -> JSON:
     return responses.item(
-        await requests.update_request(ctx, request_id=request_id, changes=_changes(body))
+        await eta.update_request(ctx, request_id=request_id, changes=_changes(body))
     )
 
 

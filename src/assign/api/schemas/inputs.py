@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictBool, StrictFloat, StrictInt, StringConstraints, field_validator
 
-from assign.api.schemas.common import JSON_INT, Model
+from assign.api.schemas.common import DETAILS_SIZE, JSON_INT, Model
 from assign.domain.states import SERVICE_TYPES, AccountStatus, RequestStatus, ServerStatus
 
 ServiceType = Literal["entity", "social", "blog20", "stacking", "podcast", "indexing"]
@@ -19,6 +19,8 @@ Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1), JSON_INT]
 Count = Annotated[int, Field(ge=0, le=2**31 - 1), JSON_INT]
 Threads = Annotated[int, Field(ge=1, le=100_000), JSON_INT]
 Price = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+#: a link's free-form ``details``: at most 64 KiB once encoded
+Details = Annotated[dict[str, Any] | None, DETAILS_SIZE]
 Service = Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=r"^[a-z0-9_\-]+$")]
 
 
@@ -45,7 +47,7 @@ class LinkIn(Model):
     password: Annotated[str, StringConstraints(max_length=1000)] | None = None
     about: Annotated[str, StringConstraints(max_length=100_000)] | None = None
     max_retries: Annotated[int, Field(ge=0, le=1000), JSON_INT] = 3
-    details: dict[str, Any] | None = None
+    details: Details = None
 
 
 class LinksBulkIn(Model):
@@ -73,7 +75,7 @@ class ResultIn(Model):
     profile_url: ShortText | None = None
     post_url: ShortText | None = None
     error: Annotated[str, StringConstraints(max_length=10_000)] | None = None
-    details: dict[str, Any] | None = None
+    details: Details = None
 
 
 class ServerCreateIn(Model):

@@ -37,6 +37,18 @@ async def list_sites(
     return (await conn.execute(query.order_by(sites.c.name, sites.c.id).limit(limit))).all()
 
 
+async def existing_site_ids(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """The ids among ``ids`` of sites that exist."""
+    unique = sorted(set(ids))
+    found: set[uuid.UUID] = set()
+    for start in range(0, len(unique), 1000):
+        rows = await conn.execute(
+            sa.select(sites.c.id).where(sites.c.id.in_(unique[start : start + 1000]))
+        )
+        found.update(r.id for r in rows)
+    return found
+
+
 async def update_site(
     conn: AsyncConnection, site_id: uuid.UUID, values: dict[str, Any]
 ) -> Row[Any] | None:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db.tables import dispatcher_ticks, links, requests, servers
 from assign.db.views import AnyRow
-from assign.domain.states import ASSIGN_SERVICE, IN_FLIGHT, LinkStatus
+from assign.domain.states import ASSIGN_SERVICE, IN_FLIGHT
 
 
 async def count_by_status(conn: AsyncConnection, table: sa.Table) -> dict[str, int]:
@@ -59,53 +59,6 @@ async def requests_page(
         )
     order = (requests.c.created_at.desc(), requests.c.id.desc())
     return (await conn.execute(query.order_by(*order).limit(limit))).all()
-
-
-async def links_by_request_status(
-    conn: AsyncConnection, request_ids: Sequence[uuid.UUID]
-) -> dict[uuid.UUID, dict[str, int]]:
-    """{request_id: {status: n}} of these requests' links."""
-    # TODO(history): read link_counts(request_id, status, n), kept by the transitions
-    out: dict[uuid.UUID, dict[str, int]] = {}
-    if not request_ids:
-        return out
-    query = (
-        sa.select(links.c.request_id, links.c.status, sa.func.count())
-        .where(links.c.request_id.in_(list(request_ids)))
-        .group_by(links.c.request_id, links.c.status)
-    )
-    for request_id, status, n in await conn.execute(query):
-        out.setdefault(request_id, {})[status] = int(n)
-    return out
-
-
-async def links_by_status(conn: AsyncConnection) -> dict[str, int]:
-    """{status: n} of every link."""
-    # TODO(history): sum link_counts instead of counting the links table
-    query = sa.select(links.c.status, sa.func.count()).group_by(links.c.status)
-    return {status: int(n) for status, n in await conn.execute(query)}
-
-
-async def server_results_since(
-    conn: AsyncConnection, server_ids: Sequence[uuid.UUID], since: datetime
-) -> dict[uuid.UUID, dict[str, int]]:
-    """{server_id: {"completed": n, "failed": n}} of results reported since ``since``."""
-    # TODO(history): read the per-minute throughput table by server instead
-    out: dict[uuid.UUID, dict[str, int]] = {}
-    if not server_ids:
-        return out
-    query = (
-        sa.select(links.c.server_id, links.c.status, sa.func.count())
-        .where(
-            links.c.server_id.in_(list(server_ids)),
-            links.c.status.in_([LinkStatus.COMPLETED, LinkStatus.FAILED]),
-            links.c.updated_at >= since,
-        )
-        .group_by(links.c.server_id, links.c.status)
-    )
-    for server_id, status, n in await conn.execute(query):
-        out.setdefault(server_id, {})[status] = int(n)
-    return out
 
 
 async def links_in_flight(

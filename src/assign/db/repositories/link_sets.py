@@ -1,5 +1,5 @@
 """SQL for links chosen by a filter: the condition, a keyset page, a count, and set-based
-retry and cancel (one UPDATE each, never a loop over single links)."""
+retry and cancel (statements over the whole set, never a loop over single links)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from assign.db.repositories.links import RETRYABLE, _retry_values
-from assign.db.tables import links, requests
+from assign.db.repositories import links as links_repo
+from assign.db.tables import links
 from assign.domain.filters import LinkFilter
-from assign.domain.states import REQUEST_FINAL, LinkStatus
+from assign.domain.states import LinkStatus
 
 #: what an operator's cancel applies to: every link not done with (completed work is kept)
 CANCELABLE = tuple(
@@ -60,21 +60,10 @@ async def count(conn: AsyncConnection, where: Any) -> int:
     return int((await conn.execute(sa.select(sa.func.count()).where(where))).scalar_one())
 
 
-def _request_open() -> Any:
-    return links.c.request_id.in_(
-        sa.select(requests.c.id).where(requests.c.status.not_in(sorted(REQUEST_FINAL)))
-    )
-
-
 async def retry(conn: AsyncConnection, where: Any, now: datetime) -> int:
-    """Retryable failed links of open requests satisfying ``where`` -> queue; how many."""
-    query = (
-        links.update()
-        .where(where, RETRYABLE, _request_open())
-        .values(**_retry_values(now))
-        .returning(links.c.id)
-    )
-    return len((await conn.execute(query)).all())
+    """Retryable failed links of open requests satisfying ``where`` -> queue; how many (the
+    rules and lock order of ``PUT /links/bulk-retry``)."""
+    return len(await links_repo.retry_where(conn, where, now=now))
 
 
 async def cancel(conn: AsyncConnection, where: Any, now: datetime) -> list[tuple[Any, str, int]]:

@@ -1,7 +1,7 @@
 """the operator console: sessions, read-only admin keys, the dispatcher's last tick
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 
 from collections.abc import Sequence
@@ -14,7 +14,7 @@ import assign.db.types
 UTCDateTime = assign.db.types.UTCDateTime
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,70 @@
+"""``eta`` of open requests in admin answers: remaining links over the recent rate, within the
+accounts' rate limits; never in worker API answers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from assign.clock import FrozenClock
+from tests.api.test_explain import rate_limit
+from tests.factories import ADMIN, WORKER, Factory
+
+
+def at(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+async def admin_request(factory: Factory, request: dict[str, Any]) -> dict[str, Any]:
+    response = await factory.client.get(f"{ADMIN}/requests/{request['id']}", headers=factory.admin)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]  # type: ignore[no-any-return]
+
+
+async def test_eta_from_recent_rate_and_account_limits(
+    clock: FrozenClock, factory: Factory
+) -> None:
+    await rate_limit(factory, per_day=100_000, cooldown=0)
+    server = await factory.server(max_threads=10)
+    request = await factory.request()
+    empty = await factory.request()
+    assert (await admin_request(factory, empty))["eta"] is None  # no link: nothing to estimate
+    links = await factory.links(request, 10, email="one@example.com")
+    assert (await admin_request(factory, request))["eta"] is None  # nothing completed yet
+
+    for link in links[:3]:
+        await factory.run_link(link, server)
+    now = clock.now()
+    # 3 completions in the 15-minute window: 0.2 a minute, 7 left -> 35 minutes
+    assert at((await admin_request(factory, request))["eta"]) == now + timedelta(minutes=35)
+
+    # one account with a 10-minute cooldown can take 0.1 a minute: 70 minutes
+    await rate_limit(factory, per_day=100_000, cooldown=10)
+    assert at((await admin_request(factory, request))["eta"]) == now + timedelta(minutes=70)
+
+    response = await factory.client.get(
+        f"{ADMIN}/requests", params={"status": "pending,running"}, headers=factory.admin
+    )
+    listed = {r["id"]: r["eta"] for r in response.json()["data"]}
+    assert at(listed[request["id"]]) == now + timedelta(minutes=70)
+    assert listed[empty["id"]] is None
+
+    # the completions leave the window: no recent rate, no estimate
+    clock.advance(minutes=16)
+    assert (await admin_request(factory, request))["eta"] is None
+
+    # worker answers keep the seed's shape
+    response = await factory.client.get(f"{WORKER}/requests", headers=factory.worker)
+    assert all("eta" not in r for r in response.json()["data"])
+
+
+async def test_closed_request_has_no_eta(factory: Factory) -> None:
+    server = await factory.server(max_threads=10)
+    request = await factory.request()
+    (link,) = await factory.links(request, 1)
+    await factory.run_link(link, server)
+    response = await factory.client.put(
+        f"{WORKER}/requests/{request['id']}/complete", headers=factory.worker
+    )
+    assert response.status_code == 200
+    assert (await admin_request(factory, request))["eta"] is None
