@@ -31,6 +31,11 @@ async def delete(conn: AsyncConnection, id_hash: str) -> None:
     await conn.execute(ui_sessions.delete().where(ui_sessions.c.id_hash == id_hash))
 
 
+async def delete_of_key(conn: AsyncConnection, key_hash: str) -> None:
+    """Forget every session an admin key started (the key was revoked)."""
+    await conn.execute(ui_sessions.delete().where(ui_sessions.c.key_hash == key_hash))
+
+
 async def delete_expired(conn: AsyncConnection, now: datetime) -> None:
     """Forget every expired session."""
     await conn.execute(ui_sessions.delete().where(ui_sessions.c.expires_at <= now))
