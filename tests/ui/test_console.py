@@ -94,6 +94,10 @@ def test_overview_updates_itself_and_pauses(visit: Visit, console: Console) -> N
         return int(cell.inner_text().replace(",", ""))
 
     before = pending()
+    # the dispatcher running in assign serve shows itself within a tick or two
+    leader = page.locator("#leader")
+    expect(lambda: leader.inner_text() != "none yet", 12, "the dispatcher's leader")
+    assert re.match(r"\d{4}-\d\d-\d\dT", page.locator("#last-tick").inner_text())
     console.request()
     expect(lambda: pending() == before + 1, 12, "the Overview to show the new request")
     assert page.evaluate("window.notReloaded") is True

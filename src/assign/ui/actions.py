@@ -206,12 +206,21 @@ def _links_action(label: str, run_with: Any, done: str) -> Callable[..., Awaitab
             match, ids = _chosen(form)
             n = await link_sets.count(ctx, match=match, link_ids=ids)
             which = "matching the filter" if ids is None else "selected"
+            if match is not None and not match.is_empty:
+                shown = [
+                    f"{filters.LINK_FILTERS[k]} {form.one(k)}"
+                    for k in filters.LINK_FILTERS
+                    if form.one(k)
+                ]
+                detail_of_filter = " Filter: " + ", ".join(shown) + "."
+            else:
+                detail_of_filter = " No filter: every link." if ids is None else ""
             detail = (
                 "Only failed links with retries left, of open requests, go back to the queue."
                 if label == "Retry"
                 else "Links not yet completed or canceled are canceled; their slots are freed."
             )
-            return label, f"{label} {n:,} links {which}?", detail
+            return label, f"{label} {n:,} links {which}?", detail + detail_of_filter
 
         async def run() -> str:
             match, ids = _chosen(form)
