@@ -8,12 +8,16 @@ the links table per view; requests' ``eta`` is the one the admin API answers (``
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
+
+from cachetools import TTLCache
 
 from assign.db import views
 from assign.db.repositories import catalog as catalog_repo
 from assign.db.repositories import console as repo
+from assign.db.repositories import dispatch as dispatch_repo
 from assign.db.repositories import history as history_repo
 from assign.db.repositories import requests as requests_repo
 from assign.db.repositories import servers as servers_repo
@@ -25,6 +29,8 @@ from assign.services.context import Context
 
 #: how many of a server's or request's links its page lists
 DETAIL_LINKS = 50
+#: how long the Requests page reuses an ETA it estimated
+ETA_SECONDS = 10.0
 
 
 async def overview(ctx: Context) -> dict[str, Any]:
@@ -99,9 +105,23 @@ async def requests_page(
         )
         page = rows[:limit]
         counts = await history_repo.link_counts_of(conn, [r.id for r in page])
-        etas = await eta.estimate_all(conn, page, ctx.clock.now())
+        etas = await _etas(conn, page, ctx.clock.now())
     items = [_with_counts(views.request(r), counts.get(r.id, {}), etas[r.id]) for r in page]
     return items, (page[-1].id if len(rows) > limit else None)
+
+
+#: ETAs of the Requests page, kept a few seconds: an estimate reads up to ``eta.SAMPLE`` links
+#: of each request, too much to do for 50 requests on every view
+_ETA_CACHE: TTLCache[uuid.UUID, Any] = TTLCache(maxsize=10_000, ttl=ETA_SECONDS)
+
+
+async def _etas(conn: Any, rows: Sequence[Any], now: Any) -> dict[uuid.UUID, Any]:
+    """The admin API's ``eta`` of each request (services.eta), from the cache when fresh."""
+    missing = [r for r in rows if r.id not in _ETA_CACHE]
+    if missing:
+        for request_id, when in (await eta.estimate_all(conn, missing, now)).items():
+            _ETA_CACHE[request_id] = when
+    return {r.id: _ETA_CACHE.get(r.id) for r in rows}
 
 
 def _with_counts(request: dict[str, Any], counts: dict[str, int], when: Any) -> dict[str, Any]:
@@ -123,27 +143,34 @@ async def request_page(ctx: Context, *, request_id: uuid.UUID) -> dict[str, Any]
     }
 
 
-async def accounts_page(ctx: Context, *, group_id: uuid.UUID | None) -> list[dict[str, Any]]:
-    """Posting accounts (never a password) with today's count, last post and cooldown left."""
+async def accounts_page(
+    ctx: Context, *, group_id: uuid.UUID | None, after: uuid.UUID | None, limit: int
+) -> tuple[list[dict[str, Any]], uuid.UUID | None]:
+    """A page of posting accounts (never a password) with what the dispatcher counts against
+    the daily limit today (completed today and in flight), last post and cooldown left."""
     now = ctx.clock.now()
-    day_start = start_of_day(now, ctx.settings.tz)
     async with ctx.db.read(snapshot=True) as conn:
-        rows = await catalog_repo.list_accounts(conn, group_id=group_id, status=None, limit=1000)
-        activity = await repo.account_activity(conn, [r.email for r in rows], day_start)
-        limits = await catalog_repo.get_settings(conn, "rate_limit")
-    limit = RateLimit.from_settings(limits)
+        rows = await repo.accounts_page(conn, group_id=group_id, after=after, limit=limit + 1)
+        page = rows[:limit]
+        emails = sorted({r.email for r in page})
+        limit_of = RateLimit.from_settings(await catalog_repo.get_settings(conn, "rate_limit"))
+        cooldown = timedelta(minutes=limit_of.cooldown_minutes)
+        used, recent = await dispatch_repo.account_usage(
+            conn,
+            emails=emails,
+            day_start=start_of_day(now, ctx.settings.tz),
+            cooldown_since=now - cooldown if cooldown else None,
+        )
+        posts = await repo.last_posts(conn, emails)
     out = []
-    for row in rows:
-        today, last_post, last_dispatch = activity.get(row.email, (0, None, None))
-        left = None
-        if last_dispatch is not None:
-            remaining = last_dispatch + timedelta(minutes=limit.cooldown_minutes) - now
-            left = remaining if remaining > timedelta(0) else None
+    for row in page:
+        last = recent.get(row.email)
+        left = last + cooldown - now if last is not None else None
         extra = {
-            "today": today,
-            "max_per_day": limit.max_posts_per_day,
-            "last_post_at": last_post,
-            "cooldown_left": left,
+            "today": used.get(row.email, 0),
+            "max_per_day": limit_of.max_posts_per_day,
+            "last_post_at": posts.get(row.email),
+            "cooldown_left": left if left is not None and left > timedelta(0) else None,
         }
         out.append(views.account(row) | extra)
-    return out
+    return out, (page[-1].id if len(rows) > limit else None)

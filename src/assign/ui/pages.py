@@ -137,14 +137,20 @@ async def link_detail(request: Request, session: Viewer, link_id: str) -> Respon
 
 @router.get("/ui/accounts")
 async def accounts_list(request: Request, session: Viewer) -> Response:
+    params = request.query_params
     try:
-        group_id = filters.one_id(request.query_params.get("group_id"), "group_id")
+        items, next_after = await console.accounts_page(
+            request.app.state.ctx,
+            group_id=filters.one_id(params.get("group_id"), "group_id"),
+            after=filters.one_id(params.get("after"), "after"),
+            limit=PAGE_SIZE,
+        )
     except AppError as exc:
         return failed(request, session, exc)
-    items = await console.accounts_page(request.app.state.ctx, group_id=group_id)
+    kept = {"group_id": params["group_id"]} if params.get("group_id") else {}
     return render.page(
-        request, "accounts.html", session=session, accounts=items,
-        group_id=request.query_params.get("group_id", ""),
+        request, "accounts.html", session=session, accounts=items, next_after=next_after,
+        group_id=params.get("group_id", ""), params=kept,
     )  # fmt: skip
 
 

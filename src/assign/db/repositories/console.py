@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from assign.db.tables import dispatcher_ticks, links, requests, servers
+from assign.db.tables import accounts, dispatcher_ticks, links, requests, servers
 from assign.db.views import AnyRow
 from assign.domain.states import ASSIGN_SERVICE, IN_FLIGHT
 
@@ -74,30 +74,30 @@ async def links_in_flight(
     return (await conn.execute(query)).all()
 
 
-async def account_activity(
-    conn: AsyncConnection, emails: Sequence[str], day_start: datetime
-) -> dict[str, tuple[int, datetime | None, datetime | None]]:
-    """{email: (completions today, last completion, last dispatch)} of these accounts."""
-    out: dict[str, tuple[int, datetime | None, datetime | None]] = {}
-    if not emails:
-        return out
-    of_emails = links.c.email.in_(list(emails))
-    today: dict[str, int] = dict(
-        (
-            await conn.execute(
-                sa.select(links.c.email, sa.func.count())
-                .where(of_emails, links.c.completed_at >= day_start)
-                .group_by(links.c.email)
+async def accounts_page(
+    conn: AsyncConnection, *, group_id: uuid.UUID | None, after: uuid.UUID | None, limit: int
+) -> Sequence[Row[Any]]:
+    """Up to ``limit`` accounts (of a group, or all) by email, after the account ``after``."""
+    query = sa.select(accounts)
+    if group_id is not None:
+        query = query.where(accounts.c.group_id == group_id)
+    if after is not None:
+        mark = sa.select(accounts.c.email).where(accounts.c.id == after).scalar_subquery()
+        query = query.where(
+            sa.or_(
+                accounts.c.email > mark, sa.and_(accounts.c.email == mark, accounts.c.id > after)
             )
-        ).all()
-    )
-    last = await conn.execute(
-        sa.select(
-            links.c.email, sa.func.max(links.c.completed_at), sa.func.max(links.c.assigned_at)
         )
-        .where(of_emails)
+    return (await conn.execute(query.order_by(accounts.c.email, accounts.c.id).limit(limit))).all()
+
+
+async def last_posts(conn: AsyncConnection, emails: Sequence[str]) -> dict[str, datetime]:
+    """{email: latest completion} of these accounts (each email's own index range)."""
+    if not emails:
+        return {}
+    query = (
+        sa.select(links.c.email, sa.func.max(links.c.completed_at))
+        .where(links.c.email.in_(list(emails)), links.c.completed_at.is_not(None))
         .group_by(links.c.email)
     )
-    for email, last_post, last_dispatch in last:
-        out[email] = (int(today.get(email, 0)), last_post, last_dispatch)
-    return out
+    return {email: at for email, at in await conn.execute(query) if at is not None}
