@@ -177,8 +177,10 @@ def aside(work: Callable[[], object]) -> None:
         pool.submit(work).result()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module: Playwright's loop runs in this thread while it lives, so
+    it must end before other modules' fixtures run their own (``asyncio.run``)."""
     path = chromium_path()
     if path is None:
         pytest.skip(BROWSER_SKIP)

@@ -81,7 +81,11 @@ def test_every_page_has_its_link_and_heading(visit: Visit, console: Console) -> 
     assert visit.page.get_by_role("heading", level=1).inner_text() == f"Request {request['name']}"
     visit.page.locator("table a[href*='/ui/links/']").first.click()
     assert visit.page.get_by_role("heading", level=1).inner_text().startswith("Link ")
-    assert "Attempts" in visit.page.content()
+    assert visit.page.get_by_role("heading", name="Attempts").is_visible()
+    # a pending link says why it waits, by the dispatcher's rules (no server takes entity links)
+    why = visit.page.locator("#why")
+    assert why.get_by_role("heading", name="Why it is waiting").is_visible()
+    assert re.search(r"no_server_for_service_type|no_live_server", why.inner_text())
 
 
 def test_overview_updates_itself_and_pauses(visit: Visit, console: Console) -> None:
