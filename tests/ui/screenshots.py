@@ -24,15 +24,40 @@ def populate(console: Console) -> dict[str, str]:
     """Servers that heartbeat and work, requests with links in every state, accounts."""
     rnd = random.Random(7)
     group = console.request(name="Spring launch")["id"]
-    requests = [console.request(name=n, priority=p) for n, p in (("Podcast outreach", 2), ("Entity stack Q4", 1), ("Blog network", 0))]
+    requests = [
+        console.request(name=n, priority=p)
+        for n, p in (("Podcast outreach", 2), ("Entity stack Q4", 1), ("Blog network", 0))
+    ]
     for i in range(12):
-        console.post("/accounts", {"group_id": group, "email": f"poster{i}@example.com", "username": f"poster{i}", "password": "not-shown"})
+        console.post(
+            "/accounts",
+            {
+                "group_id": group,
+                "email": f"poster{i}@example.com",
+                "username": f"poster{i}",
+                "password": "not-shown",
+            },
+        )
     for r in requests:
         for start in range(0, 60, 20):
-            console.links(r["id"], 20, email=f"poster{start // 20 + requests.index(r) * 3}@example.com", site_name="news.example")
-    servers = [console.server(name=f"tool-{i}", max_threads=6, priority=i % 2, service_types=[]) for i in range(1, 5)]
+            console.links(
+                r["id"],
+                20,
+                email=f"poster{start // 20 + requests.index(r) * 3}@example.com",
+                site_name="news.example",
+            )
+    servers = [
+        console.server(name=f"tool-{i}", max_threads=6, priority=i % 2, service_types=[])
+        for i in range(1, 5)
+    ]
     console.server(name="tool-spare", status="maintenance", max_threads=4)
-    console.post("/settings/rate_limit", {"settings": {"max_posts_per_day": 40, "cooldown_minutes": 0}}, status=200) if False else console.api.put("/settings/rate_limit", json={"settings": {"max_posts_per_day": 40, "cooldown_minutes": 0}})
+    console.post(
+        "/settings/rate_limit",
+        {"settings": {"max_posts_per_day": 40, "cooldown_minutes": 0}},
+        status=200,
+    ) if False else console.api.put(
+        "/settings/rate_limit", json={"settings": {"max_posts_per_day": 40, "cooldown_minutes": 0}}
+    )
     for _ in range(6):
         for s in servers:
             tool = {"X-API-Key": s["api_key"]}
@@ -40,11 +65,19 @@ def populate(console: Console) -> dict[str, str]:
         time.sleep(1.5)
         for s in servers:
             tool = {"X-API-Key": s["api_key"]}
-            claimed = httpx.post(console.url + "/api/v1/tool/links/claim", json={"limit": 3}, headers=tool).json()["data"]
+            claimed = httpx.post(
+                console.url + "/api/v1/tool/links/claim", json={"limit": 3}, headers=tool
+            ).json()["data"]
             for link in claimed[:2]:
                 ok = rnd.random() < 0.8
-                body = {"status": "completed", "profile_url": "https://news.example/p/1"} if ok else {"status": "failed", "error": "captcha not solved"}
-                httpx.put(console.url + f"/api/v1/tool/links/{link['id']}/result", json=body, headers=tool)
+                body = (
+                    {"status": "completed", "profile_url": "https://news.example/p/1"}
+                    if ok
+                    else {"status": "failed", "error": "captcha not solved"}
+                )
+                httpx.put(
+                    console.url + f"/api/v1/tool/links/{link['id']}/result", json=body, headers=tool
+                )
     return {"request": requests[0]["id"], "server": servers[0]["id"]}
 
 
@@ -67,7 +100,9 @@ def main() -> None:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
                 for scheme in ("light", "dark"):
-                    ctx = browser.new_context(color_scheme=scheme, viewport={"width": 1360, "height": 860})
+                    ctx = browser.new_context(
+                        color_scheme=scheme, viewport={"width": 1360, "height": 860}
+                    )
                     page = ctx.new_page()
                     page.goto(console.url + "/ui/login")
                     page.screenshot(path=str(OUT / f"login-{scheme}.png"))
