@@ -279,6 +279,10 @@ class FleetRules(MachineBase):
         queued = [lk for lk in mine if lk.status == "queued"][:limit]
         more = min(limit - len(queued), self.model.free_slots(server))
         connect = [lk for lk in mine if lk.status == "connect"][: max(more, 0)]
+        if server.status == "online":
+            server.last_health_check = self.now  # a claim is a heartbeat (PRODUCT.md §12)
+        else:
+            queued = connect = []  # nothing for a server in maintenance or offline (§9)
         answer = self.call("POST", f"{TOOL}/links/claim", json={"limit": limit}, expect=200,
                            headers={"X-API-Key": server.key}).json()  # fmt: skip
         got = [item["id"] for item in answer["data"]]
@@ -337,8 +341,9 @@ class FleetRules(MachineBase):
             self.call("PUT", path, json=body, expect=409, headers=headers)
             return
         answer = self.call("PUT", path, json=body, expect=200, headers=headers).json()["data"]
-        link.profile_url = profile_url if profile_url is not None else link.profile_url
-        link.post_url = post_url if post_url is not None else link.post_url
+        if status == "completed":  # a failed attempt's URLs are not kept on the link (§9)
+            link.profile_url = profile_url if profile_url is not None else link.profile_url
+            link.post_url = post_url if post_url is not None else link.post_url
         if status == "completed":
             link.status, link.completed_at = "completed", self.now
             if link.phase == "create":

@@ -37,9 +37,10 @@ def minute_of(moment: datetime) -> datetime:
 async def throughput(ctx: Context, *, minutes: int, by: str) -> list[dict[str, Any]]:
     """Completed and failed per minute and server (or request) over the last ``minutes``
     (the current minute included), oldest minute first."""
-    longest = int(ctx.settings.history_days * 24 * 60)
-    if not 1 <= minutes <= longest:
-        raise InvalidInput.field("minutes", f"must be between 1 and {longest}")
+    if minutes < 1:
+        raise InvalidInput.field("minutes", "must be at least 1")
+    # like ``limit``, a longer span is clamped: to the history that is kept
+    minutes = min(minutes, max(1, int(ctx.settings.history_days * 24 * 60)))
     if by not in KINDS:
         raise InvalidInput.field("by", f"unknown value {by!r}; allowed: {', '.join(KINDS)}")
     since = minute_of(ctx.clock.now()) - timedelta(minutes=minutes - 1)

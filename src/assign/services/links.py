@@ -246,6 +246,7 @@ async def assign_link(ctx: Context, *, link_id: uuid.UUID, server_id: uuid.UUID)
         row = await repo.assign(conn, link_id=link_id, server_id=server_id, now=now)
         if row is None:
             raise Conflict("Link is no longer pending")
+        await wake.links_ready(ctx, conn, [server_id])  # a claim waiting on the server takes it
         return views.link(row)
 
     return await ctx.db.run(work)
