@@ -61,8 +61,7 @@ class Leadership:
                     await self._drop(held=False)
                     return False
                 await self._expire_when_idle(self._conn)
-                log.info("dispatcher became leader", extra={"holder": self.holder})
-                return True
+                return True  # the loop logs the change (dispatcher.events)
             await self._conn.execute(sa.text("SELECT 1"))  # still connected, so still the holder
             return True
         except Exception as exc:

@@ -7,11 +7,12 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign import metrics
 from assign.db import views
 from assign.db.repositories import links as links_repo
 from assign.db.repositories import requests as repo
 from assign.db.repositories import servers as servers_repo
-from assign.domain.states import RequestStatus
+from assign.domain.states import REQUEST_FINAL, RequestStatus
 from assign.errors import NotFound
 from assign.services.context import Context
 
@@ -117,6 +118,7 @@ async def set_status(ctx: Context, *, request_id: uuid.UUID, status: str) -> dic
         row = await repo.set_status(conn, request_id, status, now)
     if row is None:
         raise NotFound("Request not found")
+    count_finished(status)
     return views.request(row)
 
 
@@ -157,7 +159,9 @@ async def complete(ctx: Context, *, request_id: uuid.UUID) -> dict[str, Any]:
         await repo.set_status(conn, request_id, RequestStatus.COMPLETED, now)
         return {"updated": True, "links_canceled": len(canceled)}
 
-    return await ctx.db.run(work)
+    answer = await ctx.db.run(work)
+    count_finished(RequestStatus.COMPLETED)
+    return answer
 
 
 async def update_request(
@@ -180,4 +184,13 @@ async def update_request(
         assert row is not None
         return views.request(row)
 
-    return await ctx.db.run(work)
+    answer = await ctx.db.run(work)
+    if status is not None:
+        count_finished(status)
+    return answer
+
+
+def count_finished(status: str) -> None:
+    """Count a request closed by an API call (the dispatcher counts those it closes)."""
+    if status in REQUEST_FINAL:
+        metrics.requests_finished.labels(str(status)).inc()

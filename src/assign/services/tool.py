@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign import metrics
 from assign.db import views
 from assign.db.repositories import links as links_repo
 from assign.db.repositories import servers as servers_repo
@@ -42,6 +43,7 @@ async def claim(ctx: Context, *, server_id: uuid.UUID, limit: int) -> list[dict[
         return rows
 
     rows = await ctx.db.run(work)
+    metrics.links_claimed.inc(len(rows))
     out = []
     for row in rows:
         item = views.link(row)
@@ -98,4 +100,6 @@ async def report_result(
             await links_repo.add_created_links(conn, {row.request_id: 1}, now)
         return row
 
-    return views.link(await ctx.db.run(work))
+    row = await ctx.db.run(work)
+    metrics.link_results.labels(status).inc()
+    return views.link(row)

@@ -11,8 +11,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from assign.db.tables import attempts, link_counts, links, throughput
+from assign.db.tables import attempts, link_counts, links, requests, servers, throughput
 from assign.db.views import AnyRow
+from assign.domain.states import ASSIGN_SERVICE
 
 ATTEMPT_FIELDS = (
     "number", "phase", "server_id", "started_at", "finished_at", "outcome", "error",
@@ -161,3 +162,45 @@ async def account_samples(
         ).one()
         out[request_id] = (int(row[0]), int(row[1]), int(row[2]))
     return out
+
+
+async def finished_since(conn: AsyncConnection, *, since: datetime) -> tuple[int, int]:
+    """(completed, failed) of the whole fleet from ``since`` on (request rows: each link
+    finishes on exactly one of them)."""
+    row = (
+        await conn.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(throughput.c.completed), 0),
+                sa.func.coalesce(sa.func.sum(throughput.c.failed), 0),
+            ).where(throughput.c.kind == "request", throughput.c.minute >= since)
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+async def servers_by_status(conn: AsyncConnection) -> dict[str, int]:
+    """{status: tool servers} (assign servers left out)."""
+    rows = await conn.execute(
+        sa.select(servers.c.status, sa.func.count())
+        .where(servers.c.service != ASSIGN_SERVICE)
+        .group_by(servers.c.status)
+    )
+    return {status: int(n) for status, n in rows}
+
+
+async def requests_by_status(conn: AsyncConnection) -> dict[str, int]:
+    """{status: requests} (an index-only count of ``ix_requests_status_priority_created_at``)."""
+    rows = await conn.execute(
+        sa.select(requests.c.status, sa.func.count()).group_by(requests.c.status)
+    )
+    return {status: int(n) for status, n in rows}
+
+
+async def server_names(conn: AsyncConnection, server_ids: Sequence[uuid.UUID]) -> dict[Any, str]:
+    """{server id: name} of the given servers."""
+    if not server_ids:
+        return {}
+    rows = await conn.execute(
+        sa.select(servers.c.id, servers.c.name).where(servers.c.id.in_(list(server_ids)))
+    )
+    return {r.id: r.name for r in rows}
