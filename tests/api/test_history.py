@@ -273,3 +273,18 @@ async def test_history_days_setting(ctx: Context, clock: FrozenClock, factory: F
         f"{ADMIN}/stats/throughput", params={"minutes": 24 * 60 + 1}, headers=factory.admin
     )
     assert response.status_code == 400  # no more than ASSIGN_HISTORY_DAYS back
+
+
+async def test_result_code_can_set_an_attempts_urls(ctx: Context, factory: Factory) -> None:
+    import uuid
+
+    from assign.db.repositories import history as history_repo
+
+    server = await factory.server(max_threads=5)
+    request = await factory.request()
+    (link,) = await factory.links(request, 1)
+    await factory.run_link(link, server, status="failed", error="captcha")
+    async with ctx.db.transaction() as conn:
+        await history_repo.set_attempt_urls(conn, [(uuid.UUID(link["id"]), "https://p/9", None)])
+    (attempt,) = (await admin_link(factory, link["id"]))["attempts"]
+    assert (attempt["profile_url"], attempt["post_url"]) == ("https://p/9", None)

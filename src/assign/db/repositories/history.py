@@ -204,3 +204,25 @@ async def server_names(conn: AsyncConnection, server_ids: Sequence[uuid.UUID]) -
         sa.select(servers.c.id, servers.c.name).where(servers.c.id.in_(list(server_ids)))
     )
     return {r.id: r.name for r in rows}
+
+
+async def set_attempt_urls(
+    conn: AsyncConnection, urls: Sequence[tuple[uuid.UUID, str | None, str | None]]
+) -> None:
+    """Record (link id, profile_url, post_url) on each link's last attempt: for results whose
+    URLs the link itself does not keep (a failed result); run after the result's update, in its
+    transaction."""
+    if not urls:
+        return
+    last = (
+        sa.select(sa.func.max(attempts.c.number))
+        .where(attempts.c.link_id == sa.bindparam("b_link"))
+        .scalar_subquery()
+    )
+    await conn.execute(
+        attempts.update()
+        .where(attempts.c.link_id == sa.bindparam("b_link"), attempts.c.number == last)
+        .values(profile_url=sa.bindparam("b_profile"), post_url=sa.bindparam("b_post"))
+        .execution_options(synchronize_session=False),
+        [{"b_link": link_id, "b_profile": p, "b_post": q} for link_id, p, q in urls],
+    )
