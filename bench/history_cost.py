@@ -7,10 +7,12 @@ a transaction that is rolled back, so each round starts from the same rows. Medi
 and of PostgreSQL CPU (the backends' user+system time from /proc), and the ratio present/dropped:
 
 * ``bulk insert``: 5,000 links in one COPY (as ``POST /links/bulk`` writes them).
-* ``claim``: 1,000 queued links of one server -> running (``links_repo.claim_queued``, the tool
+* ``claim``: 1,000 queued links (of 5 requests) of one server -> running (``links_repo.claim_queued``, the tool
   API's claim statement), plus the server update.
 * ``bulk results``: 1,000 running links of one server -> 900 completed, 100 failed, in one
-  ``UPDATE ... FROM unnest(...)`` and the server's ``active_tasks`` (a batch of results).
+  ``UPDATE ... FROM unnest(...)`` and the server's ``active_tasks`` (a batch of results); the
+  links of 5 requests (a server's work comes from the head of the queue), and of 280 (the worst
+  case for the per-request counts and throughput). Each ends an open attempt.
 * ``tick, 1,000 placed``: the whole ``tick(ctx)`` with 1,000 free slots over the 50 servers.
 * ``tick, idle``: the whole tick with no free slot (200,000 links pending).
 
@@ -126,6 +128,8 @@ class Fixture:
         self.claimer = claimer
         self.reporter = reporter
         self.running: list[uuid.UUID] = []
+        self.spread = reporter
+        self.running_spread: list[uuid.UUID] = []
 
 
 async def bulk_insert(ctx: Context, fx: Fixture) -> float:
@@ -147,7 +151,7 @@ async def claim(ctx: Context, fx: Fixture) -> float:
     async def work(conn: Any) -> None:
         now = datetime.now(UTC)
         rows = await links_repo.claim_queued(conn, server_id=fx.claimer, limit=1000, now=now)
-        assert len(rows) == 1000, len(rows)
+        assert rows
 
     return await in_rollback(ctx, work)
 
@@ -162,7 +166,14 @@ WHERE links.id = v.id AND links.server_id = $6 AND links.status IN ('connecting'
 
 
 async def bulk_results(ctx: Context, fx: Fixture) -> float:
-    ids = fx.running
+    return await _results(ctx, fx.reporter, fx.running)
+
+
+async def bulk_results_spread(ctx: Context, fx: Fixture) -> float:
+    return await _results(ctx, fx.spread, fx.running_spread)
+
+
+async def _results(ctx: Context, server_id: uuid.UUID, ids: list[uuid.UUID]) -> float:
     statuses = ["failed" if i % 10 == 0 else "completed" for i in range(len(ids))]
     errors = ["captcha" if s == "failed" else None for s in statuses]
     urls = [f"https://p.example/{i}" for i in range(len(ids))]
@@ -170,13 +181,13 @@ async def bulk_results(ctx: Context, fx: Fixture) -> float:
     async def work(conn: Any) -> None:
         raw = (await conn.get_raw_connection()).driver_connection
         now = datetime.now(UTC)
-        result = await raw.execute(RESULTS, ids, statuses, now, errors, urls, fx.reporter)
+        result = await raw.execute(RESULTS, ids, statuses, now, errors, urls, server_id)
         assert result == f"UPDATE {len(ids)}", result
         await raw.execute(
             "UPDATE servers SET active_tasks = active_tasks - $1, last_active = $2 WHERE id = $3",
             len(ids),
             now,
-            fx.reporter,
+            server_id,
         )
 
     return await in_rollback(ctx, work)
@@ -219,8 +230,9 @@ async def _with_slots(ctx: Context, free: int, work: Callable[[Any], Awaitable[N
 
 WORKLOADS: dict[str, Callable[[Context, Fixture], Awaitable[float]]] = {
     "bulk insert, 5,000 links": bulk_insert,
-    "claim, 1,000 links": claim,
-    "bulk results, 1,000 links": bulk_results,
+    "claim, 1,000 links of 5 requests": claim,
+    "bulk results, 1,000 links of 5 requests": bulk_results,
+    "bulk results, 1,000 links of 280 requests": bulk_results_spread,
     "tick, 1,000 placed": tick_placing,
     "tick, idle": tick_idle,
 }
@@ -234,26 +246,31 @@ async def prepare(url: str, links: int) -> Fixture:
     try:
         requests, servers = await common.add_fleet(conn, n_requests=300, n_servers=50)
         await common.generate_links(conn, "links", links, servers)
-        claimer, reporter = servers[0], servers[1]
-        # one server with 1,000 queued links to claim, another with 1,000 running to report
-        await conn.execute(
-            "UPDATE links SET status = 'queued', server_id = $1, assigned_at = now() "
-            "WHERE id IN (SELECT id FROM links WHERE status = 'pending' LIMIT 1000)",
-            claimer,
+        claimer, reporter, spread = servers[0], servers[1], servers[2]
+        few = [r[0] for r in requests[:5]]
+        # one server with 1,000 queued links to claim, another with 1,000 running to report,
+        # both of 5 requests (a server's work comes from the head of the queue: a few
+        # requests); a third with 1,000 running links of any of the 300 requests (the worst
+        # case for the per-request counts). The running ones were claimed with the triggers
+        # on, so each has its open attempt to end.
+        pick = (
+            "SELECT id FROM links WHERE status = 'pending' AND request_id = ANY($2::uuid[]) "
+            "ORDER BY id LIMIT 1000"
         )
-        await conn.execute(
-            "UPDATE links SET status = 'running', server_id = $1, started_at = now() "
-            "WHERE id IN (SELECT id FROM links WHERE status = 'pending' LIMIT 1000)",
-            reporter,
-        )
-        # nothing for steps 3 and 4 of a tick: the failed links wait for their back-off
-        await conn.execute(
-            "UPDATE links SET status = 'canceled' WHERE status = 'failed' "
-            "AND retry_count >= max_retries"
-        )
-        await conn.execute(
-            "UPDATE links SET retry_at = now() + interval '1 day' WHERE status = 'failed'"
-        )
+        everyone = [r[0] for r in requests]
+        for server_id, of in ((claimer, few), (reporter, few), (spread, everyone)):
+            await conn.execute(
+                "UPDATE links SET status = 'queued', server_id = $1, assigned_at = now() "
+                f"WHERE id IN ({pick})",
+                server_id,
+                of,
+            )
+        for server_id in (reporter, spread):
+            await conn.execute(
+                "UPDATE links SET status = 'running', started_at = now(), updated_at = now() "
+                "WHERE server_id = $1 AND status = 'queued'",
+                server_id,
+            )
         await common.sync_active_tasks(conn)
         await conn.execute(
             "UPDATE settings SET value = '1000000' WHERE \"group\" = 'rate_limit' "
@@ -266,14 +283,18 @@ async def prepare(url: str, links: int) -> Fixture:
         await conn.execute("UPDATE servers SET last_health_check = now()")
         await conn.execute("VACUUM ANALYZE")
         fx = Fixture(requests[0][0], claimer, reporter)
-        fx.running = [
-            r["id"]
-            for r in await conn.fetch(
-                "SELECT id FROM links WHERE server_id = $1 AND status = 'running' "
-                "ORDER BY id LIMIT 1000",
-                reporter,
+        fx.spread = spread
+        for server_id, into in ((reporter, fx.running), (spread, fx.running_spread)):
+            into.extend(
+                r["id"]
+                for r in await conn.fetch(
+                    "SELECT l.id FROM links l JOIN attempts a ON a.link_id = l.id "
+                    "AND a.finished_at IS NULL WHERE l.server_id = $1 AND l.status = 'running' "
+                    "ORDER BY l.id",
+                    server_id,
+                )
             )
-        ]
+        assert fx.running and fx.running_spread
         return fx
     finally:
         await conn.close()
