@@ -251,7 +251,10 @@ async def test_history_older_than_history_days_is_pruned(
     assert outcomes(await admin_link(factory, running["id"])) == [(1, None)]  # still open
     assert outcomes(await admin_link(factory, recent["id"])) == [(1, "completed")]
     assert await count(throughput_table) == 2  # the recent minute, by server and by request
-    assert await count(link_counts) < zeros  # counts at 0 (pending, queued) dropped
+    await check_attempts(ctx)
+    assert await history.compact(ctx) > 0
+    # folded: one row per (request, status) still held (completed, running), none at 0
+    assert await count(link_counts) == 2 < zeros
     await check_attempts(ctx)
 
 
@@ -288,3 +291,29 @@ async def test_result_code_can_set_an_attempts_urls(ctx: Context, factory: Facto
         await history_repo.set_attempt_urls(conn, [(uuid.UUID(link["id"]), "https://p/9", None)])
     (attempt,) = (await admin_link(factory, link["id"]))["attempts"]
     assert (attempt["profile_url"], attempt["post_url"]) == ("https://p/9", None)
+
+
+async def test_compaction_keeps_the_sums(
+    ctx: Context, clock: FrozenClock, factory: Factory
+) -> None:
+    from assign.services import history
+
+    a = await factory.server(max_threads=10)
+    request = await factory.request()
+    links = await factory.links(request, 6)
+    for link in links[:4]:
+        await factory.run_link(link, a)
+    await factory.run_link(links[4], a, status="failed", error="captcha")
+    before = await throughput(factory, by="request")
+    assert [(r["completed"], r["failed"]) for r in before] == [(4, 1)]
+    assert await history.compact(ctx) > 0
+    assert await history.compact(ctx) == 0  # nothing left to fold
+    assert await throughput(factory, by="request") == before
+    assert await throughput(factory, by="server") == [{**before[0], "key": a["id"]}]
+    await check_attempts(ctx)  # link_counts still equal the links counted
+    clock.advance(seconds=30)
+    await factory.run_link(links[5], a)  # appended after the fold, same minute
+    assert [(r["completed"], r["failed"]) for r in await throughput(factory, by="request")] == [
+        (5, 1)
+    ]
+    await check_attempts(ctx)

@@ -24,6 +24,8 @@ MIN_GAP = 0.05
 GAUGE_SECONDS = 10.0
 #: how often the leader deletes history older than ASSIGN_HISTORY_DAYS
 PRUNE_SECONDS = 60.0
+#: how often the leader folds the rows of differences of link counts and throughput
+COMPACT_SECONDS = 10.0
 
 
 async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
@@ -34,7 +36,7 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
     last_gauge = 0.0
     last_full = 0.0
     was_leader = False
-    last_prune = 0.0
+    last_prune = last_compact = 0.0
     log.info("dispatcher started", extra={"holder": leadership.holder, "interval": interval})
     try:
         while not stop.is_set():
@@ -63,6 +65,9 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
                     metrics.tick_seconds.observe(elapsed)
                     events.log_tick(report, seconds=elapsed, full=full)
                     busy = report.busy
+                    if full and time.monotonic() - last_compact > COMPACT_SECONDS:
+                        await history.compact(ctx)
+                        last_compact = time.monotonic()
                     if full and time.monotonic() - last_prune > PRUNE_SECONDS:
                         await history.prune(ctx)
                         last_prune = time.monotonic()

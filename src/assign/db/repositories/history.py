@@ -34,12 +34,17 @@ async def attempts_of(conn: AsyncConnection, link_id: uuid.UUID) -> list[dict[st
 async def throughput_since(
     conn: AsyncConnection, *, kind: str, since: datetime, key: uuid.UUID | None = None
 ) -> list[AnyRow]:
-    """(minute, key, completed, failed) of one kind from ``since`` on, by minute then key."""
+    """(minute, key, completed, failed) of one kind from ``since`` on, by minute then key
+    (the rows of differences summed)."""
     query = sa.select(
-        throughput.c.minute, throughput.c.key, throughput.c.completed, throughput.c.failed
+        throughput.c.minute,
+        throughput.c.key,
+        sa.func.sum(throughput.c.completed).label("completed"),
+        sa.func.sum(throughput.c.failed).label("failed"),
     ).where(throughput.c.kind == kind, throughput.c.minute >= since)
     if key is not None:
         query = query.where(throughput.c.key == key)
+    query = query.group_by(throughput.c.minute, throughput.c.key)
     return list((await conn.execute(query.order_by(throughput.c.minute, throughput.c.key))).all())
 
 
@@ -75,10 +80,12 @@ async def link_counts_of(
     """{request id: {status: links}} of the given requests (statuses with none left out)."""
     if not request_ids:
         return {}
+    total = sa.func.sum(link_counts.c.n)
     rows = await conn.execute(
-        sa.select(link_counts.c.request_id, link_counts.c.status, link_counts.c.n).where(
-            link_counts.c.request_id.in_(list(request_ids)), link_counts.c.n != 0
-        )
+        sa.select(link_counts.c.request_id, link_counts.c.status, total)
+        .where(link_counts.c.request_id.in_(list(request_ids)))
+        .group_by(link_counts.c.request_id, link_counts.c.status)
+        .having(total != 0)
     )
     out: dict[uuid.UUID, dict[str, int]] = {request_id: {} for request_id in request_ids}
     for request_id, status, n in rows:
@@ -117,10 +124,93 @@ async def prune_throughput(conn: AsyncConnection, *, before: datetime, batch: in
     return deleted
 
 
-async def prune_empty_counts(conn: AsyncConnection) -> int:
-    """Delete the link_counts rows that hold 0 (a request's status it no longer has)."""
-    result = await conn.execute(link_counts.delete().where(link_counts.c.n == 0))
-    return int(result.rowcount or 0)
+#: fold a key's rows of differences into one (PostgreSQL: one statement, so rows appended
+#: meanwhile by other transactions, invisible to it, are left alone)
+_COMPACT_COUNTS = """
+WITH gone AS (
+  DELETE FROM link_counts l
+  USING (SELECT request_id, status FROM link_counts GROUP BY request_id, status
+         HAVING count(*) > 1 OR sum(n) = 0) d
+  WHERE l.request_id = d.request_id AND l.status = d.status
+  RETURNING l.request_id, l.status, l.n)
+INSERT INTO link_counts (request_id, status, n)
+SELECT request_id, status, sum(n) FROM gone GROUP BY request_id, status HAVING sum(n) <> 0
+"""
+_COMPACT_THROUGHPUT = """
+WITH gone AS (
+  DELETE FROM throughput t
+  USING (SELECT kind, minute, key FROM throughput
+         WHERE kind IN ('request', 'server') AND minute >= :since
+         GROUP BY kind, minute, key HAVING count(*) > 1) d
+  WHERE t.kind = d.kind AND t.minute = d.minute AND t.key = d.key
+  RETURNING t.kind, t.minute, t.key, t.completed, t.failed)
+INSERT INTO throughput (kind, minute, key, completed, failed)
+SELECT kind, minute, key, sum(completed), sum(failed) FROM gone GROUP BY kind, minute, key
+"""
+
+
+async def compact_counts(conn: AsyncConnection) -> int:
+    """Fold each (request, status)'s rows of ``link_counts`` into one, dropping those at 0;
+    how many keys were folded or dropped."""
+    if conn.dialect.name == "postgresql":
+        result = await conn.execute(sa.text(_COMPACT_COUNTS))
+        return int(result.rowcount or 0)
+    # SQLite: the single writer holds the database for the whole transaction
+    total = sa.func.sum(link_counts.c.n)
+    keys = (
+        sa.select(link_counts.c.request_id, link_counts.c.status)
+        .group_by(link_counts.c.request_id, link_counts.c.status)
+        .having(sa.or_(sa.func.count() > 1, total == 0))
+    )
+    sums = (
+        await conn.execute(
+            sa.select(link_counts.c.request_id, link_counts.c.status, total)
+            .group_by(link_counts.c.request_id, link_counts.c.status)
+            .having(sa.or_(sa.func.count() > 1, total == 0))
+        )
+    ).all()
+    if not sums:
+        return 0
+    await conn.execute(
+        link_counts.delete().where(
+            sa.tuple_(link_counts.c.request_id, link_counts.c.status).in_(keys)
+        )
+    )
+    kept = [{"request_id": r[0], "status": r[1], "n": int(r[2])} for r in sums if r[2]]
+    if kept:
+        await conn.execute(link_counts.insert(), kept)
+    return len(sums)
+
+
+async def compact_throughput(conn: AsyncConnection, *, since: datetime) -> int:
+    """Fold each (kind, minute, key)'s rows of ``throughput`` from ``since`` on into one; how
+    many keys were folded."""
+    if conn.dialect.name == "postgresql":
+        result = await conn.execute(sa.text(_COMPACT_THROUGHPUT), {"since": since})
+        return int(result.rowcount or 0)
+    cols = (throughput.c.kind, throughput.c.minute, throughput.c.key)
+    recent = throughput.c.minute >= since
+    several = sa.func.count() > 1
+    sums = (
+        await conn.execute(
+            sa.select(*cols, sa.func.sum(throughput.c.completed), sa.func.sum(throughput.c.failed))
+            .where(recent)
+            .group_by(*cols)
+            .having(several)
+        )
+    ).all()
+    if not sums:
+        return 0
+    keys = sa.select(*cols).where(recent).group_by(*cols).having(several)
+    await conn.execute(throughput.delete().where(sa.tuple_(*cols).in_(keys)))
+    await conn.execute(
+        throughput.insert(),
+        [
+            {"kind": r[0], "minute": r[1], "key": r[2], "completed": r[3], "failed": r[4]}
+            for r in sums
+        ],
+    )
+    return len(sums)
 
 
 async def account_samples(
