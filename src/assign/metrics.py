@@ -97,3 +97,11 @@ servers_lost = Counter(
     "Tool servers set offline by the dispatcher for want of a heartbeat",
     registry=registry,
 )
+
+# labelled series exist from the start (at 0), so rates and alerts see them before the first event
+for _reason in ("server_lost", "stale"):
+    rescued.labels(_reason)
+for _status in ("completed", "failed"):
+    link_results.labels(_status)
+for _status in ("completed", "failed", "canceled"):
+    requests_finished.labels(_status)
