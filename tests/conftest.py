@@ -4,6 +4,11 @@ PostgreSQL comes from ``ASSIGN_TEST_POSTGRES_URL`` (a URL of a maintenance datab
 create databases from), else ``postgresql://root@127.0.0.1:5432/postgres`` when that answers.
 Without one, PostgreSQL cases skip with a message saying so, unless
 ``ASSIGN_TEST_REQUIRE_POSTGRES=1`` (CI), where that is an error.
+
+Hypothesis runs under the profile ``default``, or ``deep`` when ``ASSIGN_TEST_DEEP=1``
+(``make test-deep``): ten times the examples and four times the steps of each stateful run.
+Property and state-machine tests take their sizes from the loaded profile
+(``hypothesis.settings.default``, or :func:`examples` and :func:`steps` for a multiple of it).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -31,11 +37,31 @@ from assign.services.keys import KeyCache
 from assign.settings import Settings, normalize_database_url
 from tests.factories import Factory
 
+DEEP = os.environ.get("ASSIGN_TEST_DEEP") == "1"
+#: hypothesis's own defaults in normal runs; many more examples, longer stateful runs when deep
+hypothesis.settings.register_profile("default", max_examples=100, stateful_step_count=50)
+hypothesis.settings.register_profile("deep", max_examples=1000, stateful_step_count=200)
+hypothesis.settings.load_profile("deep" if DEEP else "default")
+
+
+def examples(fraction: float) -> int:
+    """``fraction`` of the loaded profile's ``max_examples`` (at least 1): 0.1 is 10 normally,
+    100 under the deep profile."""
+    return max(1, round(hypothesis.settings.default.max_examples * fraction))
+
+
+def steps(fraction: float) -> int:
+    """``fraction`` of the loaded profile's ``stateful_step_count`` (at least 1)."""
+    return max(1, round(hypothesis.settings.default.stateful_step_count * fraction))
+
+
 TEST_SECRET = "test-secret-" + "x" * 40
 DEFAULT_PG = "postgresql://root@127.0.0.1:5432/postgres"
 REQUIRE_PG = os.environ.get("ASSIGN_TEST_REQUIRE_POSTGRES") == "1"
+REQUIRE_BROWSER = os.environ.get("ASSIGN_TEST_REQUIRE_BROWSER") == "1"
 TABLES = ("links", "requests", "servers", "sites", "accounts", "settings", "admin_keys",
-          "idempotency_keys", "dispatcher_lease", "attempts", "throughput", "link_counts")  # fmt: skip
+          "idempotency_keys", "dispatcher_lease", "attempts", "throughput", "link_counts",
+          "ui_sessions", "dispatcher_ticks")  # fmt: skip
 
 
 def _pg_admin_url() -> str | None:
@@ -170,6 +196,7 @@ async def ctx(clean_database: str, settings_overrides: dict[str, Any]) -> AsyncI
         known_keys=KeyCache(settings.key_cache_seconds),
     )
     yield context
+    await context.hub.close()
     await db.dispose()
 
 
@@ -194,7 +221,8 @@ async def factory(ctx: Context, client: httpx.AsyncClient) -> Factory:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Under ASSIGN_TEST_REQUIRE_POSTGRES=1 a skipped PostgreSQL case is a failure."""
+    """Under ASSIGN_TEST_REQUIRE_POSTGRES=1 a skipped PostgreSQL case is a failure, and under
+    ASSIGN_TEST_REQUIRE_BROWSER=1 a skipped browser test."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     if REQUIRE_PG and report.skipped and item.get_closest_marker("postgres") is not None:
@@ -202,3 +230,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = (
             f"PostgreSQL case skipped although PostgreSQL is required: {report.longrepr}"
         )
+    elif REQUIRE_BROWSER and report.skipped and item.get_closest_marker("browser") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"Browser test skipped although a browser is required: {report.longrepr}"

@@ -62,6 +62,13 @@ class Factory:
         data.pop("eta")  # admin answers only: the request in the seed's shape, as workers see it
         return data
 
+    async def site(self, **values: Any) -> str:
+        """A new site's id."""
+        body = {"name": self._name("site"), "type": "entity", **values}
+        response = await self.client.post(f"{ADMIN}/sites", json=body, headers=self.admin)
+        assert response.status_code == 201, response.text
+        return str(response.json()["data"]["id"])
+
     async def links(
         self, request: dict[str, Any], n: int = 1, **values: Any
     ) -> list[dict[str, Any]]:

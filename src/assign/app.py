@@ -11,9 +11,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from assign import __version__
+from assign import __version__, ui
 from assign.api import errors
-from assign.api.middleware import AuthMiddleware, BodyLimitMiddleware, RequestContextMiddleware
+from assign.api.middleware import (
+    AuthMiddleware,
+    BodyLimitMiddleware,
+    JSONBodyMiddleware,
+    RequestContextMiddleware,
+)
 from assign.api.ratelimit import RateLimiter
 from assign.api.routers import admin, health, history, tool, worker
 from assign.api.schemas.common import JSON_VALUE_SCHEMA
@@ -41,7 +46,11 @@ No string, in a parameter or anywhere in a body, may contain a NUL character (`\
 
 
 def build_context(settings: Settings, clock: Clock | None = None) -> Context:
-    db = Database(settings.database_url, pool_size=settings.db_pool_size)
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        session_url=settings.direct_database_url,
+    )
     return Context(
         db=db,
         settings=settings,
@@ -66,7 +75,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
-            await upgrade_async(settings.database_url)
+            await upgrade_async(settings.migration_url)
         ctx = context or build_context(settings)
         app.state.ctx = ctx
         task: asyncio.Task[Any] | None = None
@@ -81,6 +90,7 @@ def create_app(
             stop.set()
             if task is not None:
                 await asyncio.gather(task, return_exceptions=True)
+            await ctx.hub.close()  # the claim listener and wake-up sender of this process
             if context is None:
                 await ctx.db.dispose()
 
@@ -89,7 +99,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served from local assets by assign.ui.install_docs
+        root_path=settings.root_path,
         openapi_url="/openapi.json",
         redoc_url=None,
     )
@@ -102,7 +113,11 @@ def create_app(
     errors.install(app)
     for router in (worker.router, tool.router, admin.router, history.router, health.router):
         app.include_router(router)
-    # outermost last: context -> auth -> body limit -> routes
+    ui.install_docs(app)
+    if settings.ui:
+        ui.install_console(app)
+    # outermost last: context -> auth -> body limit -> JSON body -> routes
+    app.add_middleware(JSONBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(AuthMiddleware)
     app.add_middleware(RequestContextMiddleware)

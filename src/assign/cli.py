@@ -1,8 +1,7 @@
-"""The ``assign`` command: serve, dispatch, migrate, servers, keys, stats, demo."""
+"""The ``assign`` command: serve, dispatch, worker, migrate, servers, keys, stats, demo."""
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import os
 import signal
@@ -10,53 +9,46 @@ import sys
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from assign.cli_commands.admin_keys import admin_key_app
+from assign.cli_commands.common import console, err, fail, load_settings, print_json
+from assign.cli_commands.common import with_context as _with_context
+from assign.cli_commands.servers import JSON_OPTION, server_app
 from assign.settings import Settings
 
 app = typer.Typer(
-    help="Assign: dispatch link-building work to a fleet of tool servers.", no_args_is_help=True
+    help="Assign: dispatch link-building work to a fleet of tool servers.",
+    no_args_is_help=True,
+    # a failure is one line on stderr (see cli_commands.common), never a page of traceback
+    pretty_exceptions_enable=False,
 )
-server_app = typer.Typer(help="Manage servers.", no_args_is_help=True)
-admin_key_app = typer.Typer(help="Manage admin keys.", no_args_is_help=True)
 secrets_app = typer.Typer(help="Manage the password-encryption secret.", no_args_is_help=True)
 app.add_typer(server_app, name="server")
 app.add_typer(admin_key_app, name="admin-key")
 app.add_typer(secrets_app, name="secrets")
-console = Console()
-err = Console(stderr=True)
+
+__all__ = ["app", "console", "err", "load_settings", "main"]
 
 
-def load_settings() -> Settings:
-    try:
-        return Settings()
-    except Exception as exc:  # pydantic ValidationError: show which variable is wrong
-        err.print(f"[red]Invalid configuration:[/red] {exc}")
-        raise typer.Exit(2) from None
+def _show_version(value: bool) -> None:
+    if value:
+        from assign import __version__
+
+        print(f"assign {__version__}")
+        raise typer.Exit()
 
 
-def _with_context(settings: Settings, work: Any) -> Any:
-    """Run ``work(ctx)`` against the configured database (migrating SQLite first)."""
-    from assign.app import build_context
-    from assign.db.migrate import upgrade
-    from assign.security.secret import MissingSecret
-
-    if settings.is_sqlite:
-        upgrade(settings.database_url)
-
-    async def main() -> Any:
-        try:
-            ctx = build_context(settings)
-        except MissingSecret as exc:
-            err.print(f"[red]{exc}[/red]")
-            raise typer.Exit(2) from None
-        try:
-            return await work(ctx)
-        finally:
-            await ctx.db.dispose()
-
-    return asyncio.run(main())
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Assign: dispatch link-building work to a fleet of tool servers."""
 
 
 @app.command()
@@ -67,10 +59,16 @@ def serve(
         bool, typer.Option("--no-dispatcher", help="run the API only")
     ] = False,
     workers: Annotated[int, typer.Option(help="API worker processes")] = 1,
+    root_path: Annotated[
+        str | None,
+        typer.Option("--root-path", help="prefix a proxy strips, e.g. /assign (ASSIGN_ROOT_PATH)"),
+    ] = None,
 ) -> None:
     """Run the API (and, unless --no-dispatcher, the dispatcher) in one process."""
     import uvicorn
 
+    if root_path is not None:
+        os.environ["ASSIGN_ROOT_PATH"] = root_path  # read by the settings of every worker
     from assign import logging as assign_logging
     from assign.security.secret import MissingSecret, resolve_secret
 
@@ -79,8 +77,7 @@ def serve(
     try:
         resolve_secret(settings)
     except MissingSecret as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(2) from None
+        fail(str(exc))
     _prepare_schema(settings)
     os.environ["ASSIGN__DISPATCHER"] = "0" if no_dispatcher else "1"
     # uvicorn raises the signal that stopped it again once it has shut down gracefully; SIGTERM
@@ -100,27 +97,23 @@ def serve(
         timeout_keep_alive=65,
         loop="uvloop",
         http="httptools",
+        # behind a proxy that strips this prefix: the ASGI root_path (routes match after it)
+        root_path=settings.root_path,
     )
 
 
 def _prepare_schema(settings: Settings) -> None:
-    """Migrate the embedded SQLite database; insist that PostgreSQL was migrated by command."""
-    from assign.db.migrate import current_revision, head_revision, upgrade
+    """Migrate the embedded SQLite database; insist that PostgreSQL was migrated by command;
+    refuse a schema newer than this release knows."""
+    from assign.cli_commands.common import prepare_database
+    from assign.db.migrate import head_revision
 
-    if settings.is_sqlite:
-        upgrade(settings.database_url)
-        return
-    try:
-        current = asyncio.run(current_revision(settings.database_url))
-    except Exception as exc:
-        err.print(f"[red]Cannot reach the database:[/red] {type(exc).__name__}: {exc}")
-        raise typer.Exit(2) from None
-    if current != head_revision():
-        err.print(
-            f"[red]The database schema is at {current or 'nothing'}, this Assign needs "
-            f"{head_revision()}: run `assign migrate` first.[/red]"
+    current = prepare_database(settings, migrate_sqlite=True)
+    if not settings.is_sqlite and current != head_revision():
+        fail(
+            f"the database schema is at {current or 'nothing'}, this Assign needs "
+            f"{head_revision()}: run `assign migrate` first"
         )
-        raise typer.Exit(2)
 
 
 def _exit_ok(_signum: int, _frame: Any) -> None:
@@ -176,67 +169,80 @@ def dispatch(
 
 
 @app.command()
+def worker(
+    handler: Annotated[str, typer.Argument(help="MODULE:FUNCTION, the handler of each link")],
+    url: Annotated[
+        str, typer.Option("--url", envvar="ASSIGN_WORKER_URL", help="the Assign service")
+    ] = "http://127.0.0.1:8000",
+    key: Annotated[
+        str, typer.Option("--key", envvar="ASSIGN_WORKER_KEY", help="this tool server's key")
+    ] = "",
+    concurrency: Annotated[
+        int | None, typer.Option(help="links at once (default: the server's max_threads)")
+    ] = None,
+) -> None:
+    """Run a tool server's worker: claim, run HANDLER on each link, report, until SIGTERM."""
+    import importlib
+    import logging
+
+    from assign.worker import run_worker
+
+    if not key:
+        err.print("[red]A tool server key is needed: --key or ASSIGN_WORKER_KEY[/red]")
+        raise typer.Exit(2)
+    module_name, _, function_name = handler.partition(":")
+    if not module_name or not function_name:
+        err.print("[red]HANDLER is MODULE:FUNCTION, e.g. mytool.handlers:post[/red]")
+        raise typer.Exit(2)
+    sys.path.insert(0, os.getcwd())  # a module next to where the command runs, like uvicorn
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as exc:
+        err.print(f"[red]Cannot load {handler}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    tally = run_worker(url, key, function, concurrency)
+    console.print(
+        f"claimed {tally.claimed}, completed {tally.completed}, failed {tally.failed}, "
+        f"refused {tally.rejected}, calls retried {tally.retries}"
+    )
+
+
+@app.command()
 def migrate(revision: Annotated[str, typer.Argument(help="target revision")] = "head") -> None:
     """Bring the database schema up to date."""
+    from assign.cli_commands.common import describe_failure
     from assign.db.migrate import upgrade
 
     settings = load_settings()
-    upgrade(settings.database_url, revision)
+    try:
+        upgrade(settings.migration_url, revision)
+    except Exception as exc:
+        fail(describe_failure(exc, settings))
     console.print(f"schema at [bold]{revision}[/bold]")
 
 
-@server_app.command("add")
-def server_add(
-    name: str,
-    service: Annotated[str, typer.Option(help="tool, assign, ...")] = "tool",
-    max_threads: Annotated[int, typer.Option(min=1, help="slots")] = 10,
-    priority: Annotated[int, typer.Option(help="higher is used first")] = 0,
-    ip: Annotated[str | None, typer.Option(help="address, informative")] = None,
-) -> None:
-    """Create a server and print its API key (shown only this once)."""
-    from assign.services import servers
-
-    settings = load_settings()
-
-    async def work(ctx: Any) -> dict[str, Any]:
-        return await servers.create_server(
-            ctx, name=name, service=service, max_threads=max_threads, priority=priority, ip=ip
-        )
-
-    server = _with_context(settings, work)
-    err.print(f"server [bold]{server['name']}[/bold] id {server['id']} service {server['service']}")
-    err.print("API key (shown only this once):")
-    print(server["api_key"])
-
-
-@server_app.command("list")
-def server_list() -> None:
-    """List servers and their load."""
-    from assign.services import servers
-
-    settings = load_settings()
-    rows = _with_context(
-        settings,
-        lambda ctx: servers.list_servers(ctx, statuses=None, inactive_minutes=None, limit=10_000),
-    )
-    table = Table(
-        "id", "name", "service", "status", "tasks", "threads", "priority", "last heartbeat"
-    )
-    for r in rows:
-        table.add_row(
-            str(r["id"]), r["name"], r["service"], r["status"], str(r["active_tasks"]),
-            str(r["max_threads"]), str(r["priority"]), str(r["last_health_check"] or "never"),
-        )  # fmt: skip
-    console.print(table)
-
-
 @admin_key_app.command("create")
-def admin_key_create(name: Annotated[str, typer.Option(help="who uses it")] = "admin") -> None:
+def admin_key_create(
+    name: Annotated[str, typer.Option(help="who uses it")] = "admin",
+    read_only: Annotated[
+        bool,
+        typer.Option(
+            "--read-only", help="may only read: no console actions, admin API writes refused"
+        ),
+    ] = False,
+    as_json: Annotated[bool, JSON_OPTION] = False,
+) -> None:
     """Create an admin key and print it (shown only this once)."""
     from assign.services import catalog
 
     settings = load_settings()
-    key = _with_context(settings, lambda ctx: catalog.create_admin_key(ctx, name=name))
+    key = _with_context(
+        settings, lambda ctx: catalog.create_admin_key(ctx, name=name, read_only=read_only)
+    )
+    if as_json:
+        print_json({"name": name, "key": key, "read_only": read_only})
+        return
     err.print("admin key (shown only this once):")
     print(key)
 
@@ -256,12 +262,15 @@ def secrets_rotate() -> None:
 
 
 @app.command()
-def stats() -> None:
+def stats(as_json: Annotated[bool, JSON_OPTION] = False) -> None:
     """Links, requests and servers counted by state."""
     from assign.services import stats as stats_service
 
     settings = load_settings()
     data = _with_context(settings, stats_service.overview)
+    if as_json:
+        print_json(data)
+        return
     for section, counts in data.items():
         table = Table(section, "count")
         for k, v in sorted(counts.items()):
@@ -344,8 +353,7 @@ def demo(
     try:
         summary = demo_run.main(config, console)
     except demo_run.service.ServiceError as exc:
-        err.print(f"[red]{exc}[/red]")
-        raise typer.Exit(1) from None
+        fail(str(exc))
     if not summary.finished:
         raise typer.Exit(1)
 

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASSIGN_", extra="ignore")
 
     database_url: str = Field(DEFAULT_SQLITE_URL, description="SQLAlchemy or postgresql:// URL")
+    direct_database_url: str | None = Field(
+        None,
+        description="the database itself, when database_url is a pooler: for migrations, the "
+        "dispatcher's lock and LISTEN",
+    )
     admin_key: str | None = Field(None, description="bootstrap admin key")
     secret_key: str | None = Field(None, description="32+ characters; encryption key material")
     old_secret_keys: str = Field("", description="comma-separated former secrets, still decrypted")
@@ -46,10 +51,13 @@ class Settings(BaseSettings):
         5.0, ge=0, le=300, description="how long a process trusts a key it found; 0 = off"
     )
     db_pool_size: int = Field(10, ge=1)
+    root_path: str = Field("", description="path prefix a proxy strips (ASGI root_path)")
     history_days: float = Field(
         14.0, gt=0, description="attempts and throughput history kept this many days"
     )
     metrics_port: int = Field(9108, ge=0, le=65535, description="assign dispatch's /metrics")
+    ui: bool = Field(True, description="serve the operator console at /ui")
+    ui_session_hours: float = Field(12.0, gt=0, description="how long a console sign-in lasts")
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -58,11 +66,24 @@ class Settings(BaseSettings):
     def _normalize(cls, value: str) -> str:
         return normalize_database_url(value)
 
+    @field_validator("direct_database_url")
+    @classmethod
+    def _normalize_direct(cls, value: str | None) -> str | None:
+        return normalize_database_url(value) if value else None
+
     @field_validator("secret_key")
     @classmethod
     def _secret_length(cls, value: str | None) -> str | None:
         if value is not None and len(value) < 32:
             raise ValueError("ASSIGN_SECRET_KEY must be at least 32 characters")
+        return value
+
+    @field_validator("root_path")
+    @classmethod
+    def _valid_root_path(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and not value.startswith("/"):
+            raise ValueError("ASSIGN_ROOT_PATH must start with / (e.g. /assign)")
         return value
 
     @field_validator("timezone")
@@ -77,6 +98,11 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def migration_url(self) -> str:
+        """Where schema migrations run: the database itself when a pooler stands before it."""
+        return self.direct_database_url or self.database_url
 
     @property
     def is_default_database(self) -> bool:

@@ -152,7 +152,7 @@ async def test_delete_server(factory: Factory) -> None:
     assert counts.json()["counts"] == [{"status": "completed", "count": 1}]
 
 
-async def test_delete_server_with_connect_link_is_409(factory: Factory) -> None:
+async def test_delete_server_cancels_its_connect_links(factory: Factory) -> None:
     server = await factory.server()
     request = await factory.request(status="running")
     (link,) = await factory.links(request, 1)
@@ -161,7 +161,9 @@ async def test_delete_server_with_connect_link_is_409(factory: Factory) -> None:
         f"{WORKER}/requests/{request['id']}/connect", headers=factory.worker
     )
     assert response.json()["links_connect"] == 1
-    assert (await _call(factory, "DELETE", f"/servers/{server['id']}")).status_code == 409
+    assert (await _call(factory, "DELETE", f"/servers/{server['id']}")).status_code == 200
+    [after] = await factory.list_links(request_id=request["id"], status="canceled")
+    assert (after["id"], after["error"], after["server_id"]) == (link["id"], "server deleted", None)
 
 
 # --- requests --------------------------------------------------------------------------------

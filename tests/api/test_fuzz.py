@@ -43,18 +43,20 @@ from assign.db.engine import Database
 from assign.db.tables import metadata
 from assign.security.crypto import Cipher
 from assign.services.context import Context
-from tests.conftest import TEST_SECRET, make_settings
+from tests.conftest import TEST_SECRET, examples, make_settings, steps
 from tests.factories import ADMIN, TOOL, WORKER, Factory
 
 #: examples per operation and generation mode in the fuzzing phase; the coverage phase adds its
 #: own boundary and type cases (most of the run), the examples phase the schema's defaults.
+#: The hypothesis profile sizes the run (10 normally, 100 under ASSIGN_TEST_DEEP=1);
 #: ASSIGN_FUZZ_EXAMPLES and ASSIGN_FUZZ_SEED run it longer or differently (the seed is fixed, so
-#: that a run is reproducible); the stateful scenarios follow the number of examples
-MAX_EXAMPLES = int(os.environ.get("ASSIGN_FUZZ_EXAMPLES", "10"))
+#: that a run is reproducible)
+MAX_EXAMPLES = int(os.environ.get("ASSIGN_FUZZ_EXAMPLES") or examples(0.1))
 SEED = int(os.environ.get("ASSIGN_FUZZ_SEED", "20251201"))
-#: stateful scenarios, and the most steps in each
-STATEFUL_EXAMPLES = max(1, MAX_EXAMPLES * 5 // 2)
-STATEFUL_STEPS = 10
+#: stateful scenarios, and the most steps in each: fewer, longer chains of calls (10 x 25
+#: normally, about as many calls as 25 x 10 but reaching deeper states), 100 x 100 when deep
+STATEFUL_EXAMPLES = MAX_EXAMPLES
+STATEFUL_STEPS = steps(0.5)
 
 Snapshot = dict[str, list[dict[str, Any]]]
 

@@ -103,7 +103,7 @@ async def test_random_operations_keep_active_tasks(factory: Factory, ctx: Contex
         response = await factory.client.post(
             f"{WORKER}/links/bulk", json={"links": items}, headers=factory.worker
         )
-        assert response.status_code == 200
+        assert response.status_code in (200, 409)  # 409: the request is closed
 
     async def assign() -> None:
         pending = await factory.list_links()

@@ -216,10 +216,11 @@ async def test_unknown_route_is_404(factory: Factory) -> None:
     for url, headers in (
         (f"{WORKER}/nothing", factory.worker),
         (f"{ADMIN}/nothing/here", factory.admin),
-        ("/api/v2/worker/servers", {}),
+        ("/api/v2/worker/servers", factory.worker),  # outside the surfaces: any valid key
     ):
         body = assert_error(await factory.client.get(url, headers=headers), 404)
         assert body["error"] == "No such route"
+    assert_error(await factory.client.get("/api/v2/worker/servers"), 401)  # fails closed
 
 
 async def test_unknown_id_is_404(factory: Factory) -> None:

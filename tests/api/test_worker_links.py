@@ -49,7 +49,7 @@ async def _failed(
 
 async def test_list_links_shape_and_default_pending_without_server(factory: Factory) -> None:
     server = await factory.server()
-    site = new_id()
+    site = await factory.site()
     request = await factory.request(priority=4)
     response = await _bulk(
         factory,

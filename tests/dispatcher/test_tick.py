@@ -58,6 +58,7 @@ async def test_assigns_pending_links_up_to_free_slots(ctx: Context, factory: Fac
     await no_rate_limit(factory)
     a = await factory.server(max_threads=3, priority=1)
     b = await factory.server(max_threads=2)
+    await heartbeat(factory, a, b)
     request = await factory.request()
     await factory.links(request, 10)
 

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from assign.api import bulk_body
 from assign.api.errors import validation_details
 from assign.api.schemas.inputs import LinkIn
+from tests.conftest import examples
 
 U = "0f8fad5b-d9cb-469f-a165-70867728950e"
 
@@ -196,7 +197,7 @@ def _bodies(draw: st.DrawFn) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(6), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_bodies())
 def test_what_the_fast_reader_accepts_link_in_accepts_with_the_same_values(body: bytes) -> None:
     fast = _fast(body)
@@ -211,7 +212,7 @@ def test_the_generated_bodies_reach_both_readers() -> None:
     """The property above is not vacuous: many bodies take the fast path, many do not."""
     seen = {"fast": 0, "slow only": 0, "refused": 0}
 
-    @settings(max_examples=200, deadline=None, database=None)
+    @settings(max_examples=examples(2), deadline=None, database=None, derandomize=True)
     @given(_bodies())
     def count(body: bytes) -> None:
         if _fast(body) is not None:

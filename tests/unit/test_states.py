@@ -6,6 +6,7 @@ The expected tables are written out by hand from PRODUCT §4, not derived from t
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -157,21 +158,42 @@ def test_retryable_and_exhausted(
 
 
 @pytest.mark.parametrize(
-    ("status", "sets_started", "sets_completed"),
+    ("status", "sets_started", "sets_completed", "clears_completed"),
     [
-        (RequestStatus.PENDING, False, False),
-        (RequestStatus.RUNNING, True, False),
-        (RequestStatus.CONNECTING, False, False),
-        (RequestStatus.COMPLETED, False, True),
-        (RequestStatus.FAILED, False, True),
-        (RequestStatus.CANCELED, False, True),
+        (RequestStatus.PENDING, False, False, True),
+        (RequestStatus.RUNNING, True, False, True),
+        (RequestStatus.CONNECTING, False, False, False),
+        (RequestStatus.COMPLETED, False, True, False),
+        (RequestStatus.FAILED, False, True, False),
+        (RequestStatus.CANCELED, False, True, False),
     ],
 )
 def test_request_timestamps(
-    status: RequestStatus, sets_started: bool, sets_completed: bool
+    status: RequestStatus, sets_started: bool, sets_completed: bool, clears_completed: bool
 ) -> None:
-    assert states.request_timestamps(status) == (sets_started, sets_completed)
-    assert states.request_timestamps(status.value) == (sets_started, sets_completed)
+    expected = (sets_started, sets_completed, clears_completed)
+    assert states.request_timestamps(status) == expected
+    assert states.request_timestamps(status.value) == expected
+    assert states.is_closed(status) is sets_completed  # closing is what sets completed_at
+
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("status", "service", "beat", "ready"),
+    [
+        ("online", "tool", NOW - timedelta(minutes=4), True),
+        ("online", "tool", NOW - timedelta(minutes=5), True),
+        ("online", "tool", NOW - timedelta(minutes=5, seconds=1), False),
+        ("online", "tool", None, False),  # never sent a heartbeat
+        ("maintenance", "tool", NOW, False),
+        ("offline", "tool", NOW, False),
+        ("online", "assign", NOW, False),
+    ],
+)
+def test_a_server_is_ready(status: str, service: str, beat: datetime | None, ready: bool) -> None:
+    assert states.is_ready(status, service, beat, now=NOW, timeout_minutes=5) is ready
 
 
 def test_request_timestamps_unknown_status() -> None:

@@ -19,7 +19,6 @@ named, exactly as FastAPI would have read the body. A body is answered the same 
 
 from __future__ import annotations
 
-import email.message
 import json
 import uuid
 from collections.abc import Sequence
@@ -30,7 +29,8 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
-from assign.api.schemas.common import JSON_NUMBER_MAX, JSON_NUMBER_MIN
+from assign.api import body_check
+from assign.api.schemas.common import JSON_NUMBER_MAX, JSON_NUMBER_MIN, details_fit
 from assign.api.schemas.inputs import LinkIn, LinksBulkIn, ServiceType
 
 #: the request body that ``POST /links/bulk`` documents (added to the OpenAPI document by hand,
@@ -79,26 +79,16 @@ _decode = msgspec.json.Decoder(_FastBulk).decode
 async def read_links(request: Request) -> Sequence[FastLink | LinkIn]:
     """The links of the body, or a :class:`RequestValidationError` (a 400 naming each field)."""
     body = await request.body()
-    is_json = _is_json(request.headers.get("content-type"))
+    is_json = body_check.is_json_type(request.headers.get("content-type"))
     if is_json and b"\x00" not in body and b"\\u0000" not in body:
         try:
-            return _decode(body).links
+            links = _decode(body).links
         except (msgspec.DecodeError, UnicodeDecodeError):
             pass  # LinksBulkIn decides, and names each bad field
+        else:
+            if all(link.details is None or details_fit(link.details) for link in links):
+                return links
     return _read_slowly(body, is_json=is_json).links
-
-
-def _is_json(content_type: str | None) -> bool:
-    """Whether FastAPI reads a body of this type as JSON (with its strict content type, a body
-    without a type is not)."""
-    if not content_type:
-        return False
-    message = email.message.Message()
-    message["content-type"] = content_type
-    subtype = message.get_content_subtype()
-    return message.get_content_maintype() == "application" and (
-        subtype == "json" or subtype.endswith("+json")
-    )
 
 
 def _read_slowly(body: bytes, *, is_json: bool) -> LinksBulkIn:

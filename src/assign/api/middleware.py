@@ -9,11 +9,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from starlette._utils import get_route_path
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from assign import logging as assign_logging
 from assign import metrics
+from assign.api import body_check
 from assign.api.errors import STATUS_MESSAGES, error_type
 from assign.api.responses import error
 from assign.db.engine import DatabaseUnavailable, is_connection_error
@@ -22,7 +24,13 @@ from assign.services.keys import Owner
 
 log = logging.getLogger("assign.access")
 
+#: what a read-only admin key may do
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SURFACES = {"/api/v1/worker": "worker", "/api/v1/tool": "tool", "/api/v1/admin": "admin"}
+#: The only paths served without a key, each with everything under it: health, metrics, the
+#: API documents and their static files, and the console (which checks its own session).
+PUBLIC_PATHS = ("/healthz", "/readyz", "/metrics", "/docs", "/redoc", "/openapi.json", "/static",
+                "/ui")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -30,13 +38,30 @@ class Principal:
     kind: str  # worker | tool | admin
     server_id: uuid.UUID | None
     key_hash: str
+    #: an admin key that may only read: its writes are refused (403)
+    read_only: bool = False
+
+
+def _under(path: str, prefix: str) -> bool:
+    return path == prefix or path.startswith(prefix + "/")
 
 
 def surface_of(path: str) -> str | None:
     for prefix, kind in SURFACES.items():
-        if path == prefix or path.startswith(prefix + "/"):
+        if _under(path, prefix):
             return kind
     return None
+
+
+def is_public(path: str) -> bool:
+    """Whether ``path`` (a route path) is served without a key."""
+    return any(_under(path, prefix) for prefix in PUBLIC_PATHS)
+
+
+def route_path(scope: Scope) -> str:
+    """The path the application's router matches on: ``scope["path"]`` after any ASGI
+    ``root_path`` (Starlette's own function, so the two can never disagree)."""
+    return get_route_path(scope)
 
 
 class BodyTooLarge(HTTPException):
@@ -109,14 +134,19 @@ class RequestContextMiddleware:
 
 
 class AuthMiddleware:
-    """Checks ``X-API-Key`` before anything else: each surface takes one kind of key (401 otherwise)."""
+    """Checks ``X-API-Key`` before anything else, and fails closed: each surface takes one kind
+    of key, every other path but the public ones any valid key (401 otherwise)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = surface_of(scope["path"]) if scope["type"] == "http" else None
-        if kind is None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = route_path(scope)
+        kind = surface_of(path) or ("public" if is_public(path) else "any")
+        if kind == "public":
             await self.app(scope, receive, send)
             return
         state = scope["app"].state
@@ -127,6 +157,9 @@ class AuthMiddleware:
             await error(401, message, headers={"WWW-Authenticate": "X-API-Key"})(
                 scope, receive, send
             )
+            return
+        if principal.read_only and scope["method"] not in READ_METHODS:
+            await error(403, "This admin key is read-only")(scope, receive, send)
             return
         limiter = getattr(state, "rate_limiter", None)
         if limiter is not None:
@@ -147,13 +180,21 @@ def _wrong_key_message(kind: str) -> str:
         "worker": "Invalid API key or not an assign server",
         "tool": "Invalid API key or not a tool server",
         "admin": "Invalid admin key",
+        "any": "Invalid API key",
     }[kind]
 
 
 async def authenticate(state: Any, kind: str, key: str) -> Principal | None:
-    """The principal behind ``key`` when it may use surface ``kind``, else None."""
+    """The principal behind ``key`` when it may use surface ``kind`` (``any``: any valid key),
+    else None."""
     from assign.services import catalog, servers
 
+    if kind == "any":
+        for surface in ("admin", "worker", "tool"):
+            principal = await authenticate(state, surface, key)
+            if principal is not None:
+                return principal
+        return None
     ctx = state.ctx
     digest = keys.hash_key(key)
     if kind == "admin":
@@ -163,15 +204,18 @@ async def authenticate(state: Any, kind: str, key: str) -> Principal | None:
     owner = ctx.known_keys.get(digest)
     if owner is None:
         if kind == "admin":
-            owner = Owner(None, None) if await catalog.is_admin_key(ctx, key_hash=digest) else None
+            read_only = await catalog.admin_key_read_only(ctx, key_hash=digest)
+            owner = None if read_only is None else Owner(None, None, read_only)
         else:
             found = await servers.find_by_key(ctx, key_hash=digest)
-            owner = None if found is None else Owner(*found)
+            owner = None if found is None else Owner(found[0], found[1])
         if owner is None:
             return None
         ctx.known_keys.put(digest, owner)
     if kind == "admin":
-        return Principal("admin", None, digest) if owner.server_id is None else None
+        if owner.server_id is not None:
+            return None
+        return Principal("admin", None, digest, read_only=owner.read_only)
     if owner.server_id is None or owner.service is None:
         return None
     if servers.is_assign_server(owner.service) != (kind == "worker"):
@@ -206,6 +250,70 @@ class BodyLimitMiddleware:
             return message
 
         await self.app(scope, limited, send)
+
+
+#: the answers to a body no API route may read (PRODUCT §9)
+NOT_JSON = "Invalid request: Content-Type must be application/json"
+TOO_DEEP = (
+    f"Invalid request: the body nests arrays and objects deeper than {body_check.MAX_BODY_DEPTH} "
+    "levels"
+)
+
+
+class JSONBodyMiddleware:
+    """On the API surfaces a body must be JSON: a body with another (or no) ``Content-Type``,
+    or nested deeper than 64 levels, is a 400 before any route reads it. The body is read here
+    and handed on whole."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] in ("GET", "HEAD", "OPTIONS")
+            or surface_of(route_path(scope)) is None
+        ):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away: let the route see it
+                await self.app(scope, _replay(b"".join(chunks), receive, message), send)
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        problem = None
+        if body and not body_check.is_json_type(_header(scope, b"content-type")):
+            problem = (NOT_JSON, "must be application/json", "Content-Type")
+        elif body_check.too_deep(body):
+            problem = (TOO_DEEP, TOO_DEEP.removeprefix("Invalid request: the body "), "body")
+        if problem is not None:
+            message_text, detail, field = problem
+            details = [{"field": field, "message": detail}]
+            await error(400, message_text, details)(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+
+def _replay(body: bytes, receive: Receive, then: Message | None = None) -> Receive:
+    """A ``receive`` that gives ``body`` in one message, then ``then`` or what ``receive`` gives."""
+    given = False
+
+    async def replayed() -> Message:
+        nonlocal given, then
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": then is not None}
+        if then is not None:
+            message, then = then, None
+            return message
+        return await receive()
+
+    return replayed
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

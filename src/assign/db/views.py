@@ -39,7 +39,17 @@ def server(row: Row[Any]) -> dict[str, Any]:
 
 
 def request(row: Row[Any]) -> dict[str, Any]:
-    return as_dict(row, REQUEST_FIELDS)
+    out = as_dict(row, REQUEST_FIELDS)
+    out["auction_price"] = number(out["auction_price"])
+    return out
+
+
+def number(value: float | None) -> float | int | None:
+    """A stored floating-point number as it was given: a whole one as a JSON integer (``100``
+    stays ``100``, ``99.5`` stays ``99.5``), in the create's answer and every later read alike."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
 
 
 def link(row: Row[Any]) -> dict[str, Any]:

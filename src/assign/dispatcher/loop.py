@@ -61,6 +61,7 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
                     )
                     if full:
                         last_full = time.monotonic()
+                        await leadership.record_tick(ctx.clock.now())
                     elapsed = time.perf_counter() - started
                     metrics.tick_seconds.observe(elapsed)
                     events.log_tick(report, seconds=elapsed, full=full)

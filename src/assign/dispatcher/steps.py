@@ -18,6 +18,7 @@ from assign.dispatcher import events
 from assign.domain import dispatch as policy
 from assign.domain.ratelimit import RateLimit, allowance, start_of_day
 from assign.domain.states import RequestStatus
+from assign.services import wake
 from assign.services.context import Context
 from assign.services.requests import connect_in
 
@@ -47,23 +48,32 @@ class TickReport:
 
 
 async def expire_lost_servers(ctx: Context, now: datetime, report: TickReport) -> None:
-    """Step 1: silent servers -> offline; queued links back to pending, running ones failed."""
+    """Step 1: silent servers -> offline, their running links failed; queued links of every
+    server that is not online back to pending."""
     settings = ctx.settings
     silent_since = now - timedelta(minutes=settings.server_timeout_minutes)
 
     lost_log: list[dict[str, object]] = []
 
     async def work(conn: AsyncConnection) -> None:
-        lost = await repo.expire_servers(conn, silent_since=silent_since, now=now)
-        if not lost:
-            return
-        released = await repo.release_queued(conn, server_ids=lost, now=now)
-        failed = await repo.fail_working(
-            conn, condition=repo.on_servers(lost), error="server lost: no heartbeat", now=now
+        silent = await repo.silent_servers(conn, silent_since=silent_since)
+        await repo.lock_step_one(conn, server_ids=silent)  # links, then servers
+        lost = await repo.expire_servers(
+            conn, server_ids=silent, silent_since=silent_since, now=now
         )
-        await repo.set_retry_times(
-            conn, failed, now=now, base=settings.retry_base_seconds, cap=settings.retry_max_seconds
-        )
+        released = await repo.release_queued(conn, now=now)
+        failed = []
+        if lost:
+            failed = await repo.fail_working(
+                conn, condition=repo.on_servers(lost), error="server lost: no heartbeat", now=now
+            )
+            await repo.set_retry_times(
+                conn,
+                failed,
+                now=now,
+                base=settings.retry_base_seconds,
+                cap=settings.retry_max_seconds,
+            )
         await repo.add_tasks(conn, [(r.server_id, -1) for r in (*released, *failed)])
         report.servers_lost += len(lost)
         report.released += len(released)
@@ -100,15 +110,22 @@ async def expire_stale_links(ctx: Context, now: datetime, report: TickReport) ->
 
 async def retry_failed(ctx: Context, now: datetime, report: TickReport) -> None:
     """Step 3: retryable failed links whose back-off has run out -> back to the queue."""
-    async with ctx.db.transaction() as conn:
-        report.retried += await repo.retry_due(conn, now=now)
+
+    async def work(conn: AsyncConnection) -> int:
+        return await repo.retry_due(conn, now=now)
+
+    report.retried += await ctx.db.run(work)
     metrics.retried.inc(report.retried)
 
 
 async def cancel_exhausted(ctx: Context, now: datetime, report: TickReport) -> None:
-    """Step 4: failed links with no retries left -> canceled."""
-    async with ctx.db.transaction() as conn:
-        report.exhausted += await links_repo.mark_final_failed(conn, request_id=None, now=now)
+    """Step 4: failed links with no retries left, and every failed link of a closed request
+    -> canceled."""
+
+    async def work(conn: AsyncConnection) -> int:
+        return await links_repo.mark_final_failed(conn, request_id=None, now=now, closed=True)
+
+    report.exhausted += await ctx.db.run(work)
     metrics.canceled.inc(report.exhausted)
 
 
@@ -127,11 +144,13 @@ async def assign_pending(ctx: Context, now: datetime, report: TickReport) -> Non
         batch = await ctx.db.run(
             partial(
                 _assign_batch,
+                ctx=ctx,
                 now=now,
                 limit=limit,
                 day_start=day_start,
                 cooldown_since=cooldown_since,
                 known=budget,
+                timeout_minutes=ctx.settings.server_timeout_minutes,
             )
         )
         budget = batch.budget
@@ -153,16 +172,18 @@ class _Batch:
 async def _assign_batch(
     conn: AsyncConnection,
     *,
+    ctx: Context,
     now: datetime,
     limit: RateLimit,
     day_start: datetime,
     cooldown_since: datetime | None,
     known: dict[str, int],
+    timeout_minutes: float,
 ) -> _Batch:
     # a copy: a transaction run again starts from what the committed batches left
     budget = dict(known)
     await repo.plan_each_statement(conn)
-    rows = await repo.free_servers(conn)
+    rows = await repo.free_servers(conn, now=now, timeout_minutes=timeout_minutes)
     free = [
         policy.FreeServer(r.id, r.priority, r.free, frozenset(r.service_types or ())) for r in rows
     ]
@@ -203,6 +224,8 @@ async def _assign_batch(
         plan = policy.plan(candidates, free, budget)
         # applied per window, so the next window reads past these links
         placed += await repo.apply_assignments(conn, plan.assignments[:want], now=now)
+        # the claims waiting for these servers wake when this commits
+        await wake.links_ready(ctx, conn, (server for _, server in plan.assignments[:want]))
         held_back += plan.held_back
         skip_emails |= plan.held_emails
         skip_types |= plan.unplaceable_types

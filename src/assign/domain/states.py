@@ -6,6 +6,7 @@ so the rules live in exactly one place.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 
@@ -119,6 +120,7 @@ def slot_delta(before: LinkStatus | str, after: LinkStatus | str) -> int:
 
 
 def is_retryable(status: str, retry_count: int, max_retries: int) -> bool:
+    """A link is retryable: ``failed`` with retries left (``db.rules.RETRYABLE`` in SQL)."""
     return status == L.FAILED and retry_count < max_retries
 
 
@@ -127,10 +129,44 @@ def is_exhausted(status: str, retry_count: int, max_retries: int) -> bool:
 
 
 R = RequestStatus
-REQUEST_FINAL: frozenset[RequestStatus] = frozenset({R.COMPLETED, R.FAILED, R.CANCELED})
+#: A request is closed: it gets no new work (PRODUCT §9). ``db.rules.request_closed`` in SQL.
+CLOSED: frozenset[RequestStatus] = frozenset({R.COMPLETED, R.FAILED, R.CANCELED})
+REQUEST_FINAL = CLOSED
+#: Links that closing a request cancels at once (nobody works on them yet).
+CANCELED_ON_CLOSE: frozenset[LinkStatus] = frozenset({L.PENDING, L.QUEUED, L.CONNECT})
 
 
-def request_timestamps(status: RequestStatus | str) -> tuple[bool, bool]:
-    """(sets started_at if unset, sets completed_at) for a request entering ``status``."""
+def is_closed(status: RequestStatus | str) -> bool:
+    """Whether a request in ``status`` is closed (completed, failed or canceled)."""
+    return RequestStatus(status) in CLOSED
+
+
+def is_ready(
+    status: ServerStatus | str,
+    service: str,
+    last_health_check: datetime | None,
+    *,
+    now: datetime,
+    timeout_minutes: float,
+) -> bool:
+    """A server is ready for the dispatcher's work: an ``online`` tool server whose last
+    heartbeat is within the server timeout (never one that sent none). ``db.rules.server_ready``
+    in SQL."""
+    return (
+        ServerStatus(status) is ServerStatus.ONLINE
+        and service != ASSIGN_SERVICE
+        and last_health_check is not None
+        and last_health_check >= ready_since(now, timeout_minutes)
+    )
+
+
+def ready_since(now: datetime, timeout_minutes: float) -> datetime:
+    """The oldest heartbeat of a ready server."""
+    return now - timedelta(minutes=timeout_minutes)
+
+
+def request_timestamps(status: RequestStatus | str) -> tuple[bool, bool, bool]:
+    """(sets started_at if unset, sets completed_at, clears completed_at) for a request entering
+    ``status``: closing sets it, reopening (pending or running) clears it."""
     s = RequestStatus(status)
-    return s is R.RUNNING, s in REQUEST_FINAL
+    return s is R.RUNNING, s in CLOSED, s in (R.PENDING, R.RUNNING)

@@ -5,21 +5,20 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from assign.db import tables, views
 from assign.db.repositories import catalog as repo
-from assign.errors import NotFound
+from assign.errors import Conflict, NotFound
 from assign.security import keys
 from assign.services.context import Context
 
 
 async def create_site(ctx: Context, *, values: dict[str, Any]) -> dict[str, Any]:
     now = ctx.clock.now()
-    async with ctx.db.transaction() as conn:
-        row = await repo.insert_site(
-            conn,
-            {"id": uuid.uuid4(), "active": True, **values, "created_at": now, "updated_at": now},
-        )
-    return views.site(row)
+    values = {"id": uuid.uuid4(), "active": True, **values, "created_at": now, "updated_at": now}
+    return views.site(await ctx.db.run(lambda conn: repo.insert_site(conn, values)))
 
 
 async def list_sites(
@@ -38,17 +37,16 @@ async def list_sites(
 async def update_site(
     ctx: Context, *, site_id: uuid.UUID, changes: dict[str, Any]
 ) -> dict[str, Any]:
-    async with ctx.db.transaction() as conn:
-        row = await repo.update_site(conn, site_id, {**changes, "updated_at": ctx.clock.now()})
+    values = {**changes, "updated_at": ctx.clock.now()}
+    row = await ctx.db.run(lambda conn: repo.update_site(conn, site_id, values))
     if row is None:
         raise NotFound("Site not found")
     return views.site(row)
 
 
 async def delete_site(ctx: Context, *, site_id: uuid.UUID) -> None:
-    async with ctx.db.transaction() as conn:
-        if not await repo.delete_row(conn, tables.sites, site_id):
-            raise NotFound("Site not found")
+    if not await ctx.db.run(lambda conn: repo.delete_row(conn, tables.sites, site_id)):
+        raise NotFound("Site not found")
 
 
 def _account_values(ctx: Context, values: dict[str, Any]) -> dict[str, Any]:
@@ -58,12 +56,23 @@ def _account_values(ctx: Context, values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+DUPLICATE_ACCOUNT = "An account with this email already exists in the group"
+
+
 async def create_account(ctx: Context, *, values: dict[str, Any]) -> dict[str, Any]:
+    """The new account; 409 when the group has one with this email (whatever its case)."""
     now = ctx.clock.now()
     row_values = {"id": uuid.uuid4(), "status": "active", **_account_values(ctx, values)}
-    async with ctx.db.transaction() as conn:
-        row = await repo.insert_account(conn, {**row_values, "created_at": now, "updated_at": now})
-    return views.account(row)
+
+    async def work(conn: AsyncConnection) -> Any:
+        try:
+            return await repo.insert_account(
+                conn, {**row_values, "created_at": now, "updated_at": now}
+            )
+        except IntegrityError:
+            raise Conflict(DUPLICATE_ACCOUNT) from None
+
+    return views.account(await ctx.db.run(work))
 
 
 async def list_accounts(
@@ -90,17 +99,22 @@ async def update_account(
     ctx: Context, *, account_id: uuid.UUID, changes: dict[str, Any]
 ) -> dict[str, Any]:
     values = _account_values(ctx, changes) | {"updated_at": ctx.clock.now()}
-    async with ctx.db.transaction() as conn:
-        row = await repo.update_account(conn, account_id, values)
+
+    async def work(conn: AsyncConnection) -> Any:
+        try:
+            return await repo.update_account(conn, account_id, values)
+        except IntegrityError:
+            raise Conflict(DUPLICATE_ACCOUNT) from None
+
+    row = await ctx.db.run(work)
     if row is None:
         raise NotFound("Account not found")
     return views.account(row)
 
 
 async def delete_account(ctx: Context, *, account_id: uuid.UUID) -> None:
-    async with ctx.db.transaction() as conn:
-        if not await repo.delete_row(conn, tables.accounts, account_id):
-            raise NotFound("Account not found")
+    if not await ctx.db.run(lambda conn: repo.delete_row(conn, tables.accounts, account_id)):
+        raise NotFound("Account not found")
 
 
 async def get_settings(ctx: Context, *, group: str) -> dict[str, str]:
@@ -115,27 +129,30 @@ async def all_settings(ctx: Context) -> dict[str, dict[str, str]]:
 
 async def put_settings(ctx: Context, *, group: str, values: dict[str, str]) -> dict[str, str]:
     """Merge keys into a group; the whole group after the change."""
-    async with ctx.db.transaction() as conn:
-        await repo.put_settings(conn, group, values, ctx.clock.now())
+    now = ctx.clock.now()
+
+    async def work(conn: AsyncConnection) -> dict[str, str]:
+        await repo.put_settings(conn, group, values, now)
         return await repo.get_settings(conn, group)
 
+    return await ctx.db.run(work)
 
-async def create_admin_key(ctx: Context, *, name: str) -> str:
-    """A new admin key (shown once; only its digest is stored)."""
+
+async def create_admin_key(ctx: Context, *, name: str, read_only: bool = False) -> str:
+    """A new admin key (shown once; only its digest is stored); ``read_only`` may only read."""
     key = keys.generate_key()
-    async with ctx.db.transaction() as conn:
-        await repo.insert_admin_key(
-            conn,
-            {
-                "id": uuid.uuid4(),
-                "name": name,
-                "key_hash": keys.hash_key(key),
-                "created_at": ctx.clock.now(),
-            },
-        )
+    values = {
+        "id": uuid.uuid4(),
+        "name": name,
+        "key_hash": keys.hash_key(key),
+        "created_at": ctx.clock.now(),
+        "read_only": read_only,
+    }
+    await ctx.db.run(lambda conn: repo.insert_admin_key(conn, values))
     return key
 
 
-async def is_admin_key(ctx: Context, *, key_hash: str) -> bool:
+async def admin_key_read_only(ctx: Context, *, key_hash: str) -> bool | None:
+    """Whether the stored admin key with this digest is read-only; None when it is no admin key."""
     async with ctx.db.read() as conn:
-        return await repo.admin_key_exists(conn, key_hash)
+        return await repo.admin_key_read_only(conn, key_hash)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from assign.db import views
@@ -36,9 +37,10 @@ def minute_of(moment: datetime) -> datetime:
 async def throughput(ctx: Context, *, minutes: int, by: str) -> list[dict[str, Any]]:
     """Completed and failed per minute and server (or request) over the last ``minutes``
     (the current minute included), oldest minute first."""
-    longest = int(ctx.settings.history_days * 24 * 60)
-    if not 1 <= minutes <= longest:
-        raise InvalidInput.field("minutes", f"must be between 1 and {longest}")
+    if minutes < 1:
+        raise InvalidInput.field("minutes", "must be at least 1")
+    # like ``limit``, a longer span is clamped: to the history that is kept
+    minutes = min(minutes, max(1, int(ctx.settings.history_days * 24 * 60)))
     if by not in KINDS:
         raise InvalidInput.field("by", f"unknown value {by!r}; allowed: {', '.join(KINDS)}")
     since = minute_of(ctx.clock.now()) - timedelta(minutes=minutes - 1)
@@ -72,8 +74,7 @@ async def prune(ctx: Context, *, max_batches: int = 20) -> int:
     deleted = 0
     for prune_step in (repo.prune_attempts, repo.prune_throughput):
         for _ in range(max_batches):
-            async with ctx.db.transaction() as conn:
-                n = await prune_step(conn, before=before, batch=PRUNE_BATCH)
+            n = await ctx.db.run(partial(prune_step, before=before, batch=PRUNE_BATCH))
             deleted += n
             if n < PRUNE_BATCH:
                 break

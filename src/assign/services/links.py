@@ -8,18 +8,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Protocol
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign import metrics
 from assign.db import views
 from assign.db.json import JSONArray
+from assign.db.repositories import catalog as catalog_repo
 from assign.db.repositories import links as repo
 from assign.db.repositories import requests as requests_repo
 from assign.db.repositories import servers as servers_repo
-from assign.db.tables import servers
 from assign.domain.ratelimit import start_of_day
-from assign.domain.states import ASSIGN_SERVICE, LinkStatus, Phase, ServerStatus
+from assign.domain.states import ASSIGN_SERVICE, LinkStatus, Phase, ServerStatus, is_closed
 from assign.errors import Conflict, InvalidInput, NotFound
 from assign.services import wake
 from assign.services.context import Context
@@ -68,37 +67,15 @@ async def create_links(ctx: Context, *, items: Sequence[NewLink]) -> int:
     async def work(conn: AsyncConnection) -> int:
         # keyed by the UUIDs' integers: hashing a uuid.UUID runs Python code, 5,000 times a batch
         request_ints = [i.request_id.int for i in items]
-        found = await requests_repo.existing_ids(
+        # lock order: servers, then requests (FOR KEY SHARE: neither deleted nor closed meanwhile)
+        usable = await servers_repo.lock_placeable(
+            conn, [i.server_id for i in items if i.server_id is not None]
+        )
+        found = await requests_repo.lock_for_links(
             conn, [uuid.UUID(int=n) for n in set(request_ints)]
         )
-        priorities = {request_id.int: priority for request_id, priority in found.items()}
-        placed = {i.server_id for i in items if i.server_id is not None}
-        usable: set[uuid.UUID] = set()
-        if placed:
-            rows = await conn.execute(
-                sa.select(servers.c.id).where(
-                    servers.c.id.in_(placed), servers.c.service != ASSIGN_SERVICE
-                )
-            )
-            usable = {r.id for r in rows}
-        details = []
-        for index, (item, request_int) in enumerate(zip(items, request_ints, strict=True)):
-            if request_int not in priorities:
-                details.append(
-                    {"field": f"links[{index}].request_id", "message": "request not found"}
-                )
-            server_id = item.server_id
-            if server_id is not None and server_id not in usable:
-                details.append(
-                    {
-                        "field": f"links[{index}].server_id",
-                        "message": "server not found or not a tool server",
-                    }
-                )
-        if details:
-            raise InvalidInput(
-                f"{len(details)} link(s) refer to unknown requests or servers", details[:100]
-            )
+        _check_references(items, request_ints, found, usable, await _sites(conn, items))
+        priorities = {request_id.int: priority for request_id, (priority, _) in found.items()}
         load = Counter(i.server_id for i in items if i.server_id is not None)
         ids = repo.new_ids(len(items))
         passwords = ctx.cipher.encrypt_many([i.password for i in items])
@@ -139,6 +116,50 @@ async def create_links(ctx: Context, *, items: Sequence[NewLink]) -> int:
     created = await ctx.db.run(work)
     metrics.links_created.inc(created)
     return created
+
+
+async def _sites(conn: AsyncConnection, items: Sequence[NewLink]) -> set[uuid.UUID]:
+    named = [i.site_id for i in items if i.site_id is not None]
+    return await catalog_repo.existing_site_ids(conn, named) if named else set()
+
+
+def _check_references(
+    items: Sequence[NewLink],
+    request_ints: Sequence[int],
+    found: Mapping[uuid.UUID, tuple[int, str]],
+    usable: set[uuid.UUID],
+    sites: set[uuid.UUID],
+) -> None:
+    """400 naming each link whose request, server or site does not exist (a server: or is an
+    assign server); else 409 naming each link of a closed request."""
+    statuses = {request_id.int: status for request_id, (_, status) in found.items()}
+    missing, closed = [], []
+    for index, (item, request_int) in enumerate(zip(items, request_ints, strict=True)):
+        status = statuses.get(request_int)
+        if status is None:
+            missing.append({"field": f"links[{index}].request_id", "message": "request not found"})
+        elif is_closed(status):
+            closed.append(
+                {"field": f"links[{index}].request_id", "message": f"request is {status}"}
+            )
+        if item.server_id is not None and item.server_id not in usable:
+            missing.append(
+                {
+                    "field": f"links[{index}].server_id",
+                    "message": "server not found or not a tool server",
+                }
+            )
+        if item.site_id is not None and item.site_id not in sites:
+            missing.append({"field": f"links[{index}].site_id", "message": "site not found"})
+    if missing:
+        raise InvalidInput(
+            f"{len(missing)} link(s) refer to unknown requests, servers or sites", missing[:100]
+        )
+    if closed:
+        raise Conflict(
+            f"{len(closed)} link(s) belong to a closed request, which takes no new links",
+            closed[:100],
+        )
 
 
 async def list_links(
@@ -203,10 +224,11 @@ async def assign_link(ctx: Context, *, link_id: uuid.UUID, server_id: uuid.UUID)
     now = ctx.clock.now()
 
     async def work(conn: AsyncConnection) -> dict[str, Any]:
-        link = await repo.get(conn, link_id)
+        # lock order: the link, the server, then its request (a close waits, or went first)
+        link = await repo.get(conn, link_id, lock=True)
         if link is None:
             raise NotFound("Link not found")
-        server = await servers_repo.get(conn, server_id)
+        server = await servers_repo.get(conn, server_id, lock=conn.dialect.name == "postgresql")
         if server is None:
             raise NotFound("Server not found")
         if link.status != LinkStatus.PENDING:
@@ -217,54 +239,63 @@ async def assign_link(ctx: Context, *, link_id: uuid.UUID, server_id: uuid.UUID)
             raise Conflict(f"Server is {server.status}; only an online server takes links")
         if not servers_repo.accepts(server.service_types, link.service_type):
             raise Conflict(f"Server does not accept service type {link.service_type}")
-        # the slot is taken first (server row lock), then the link: the order every writer uses
-        taken = await conn.execute(
-            servers.update()
-            .where(
-                servers.c.id == server_id,
-                servers.c.status == ServerStatus.ONLINE,
-                servers.c.active_tasks < servers.c.max_threads,
-            )
-            .values(active_tasks=servers.c.active_tasks + 1)
-            .returning(servers.c.id)
-        )
-        if taken.first() is None:
+        if server.active_tasks >= server.max_threads:
             raise Conflict("Server has no free slot")
+        request = await requests_repo.get(conn, link.request_id, share=True)
+        if request is not None and is_closed(request.status):
+            raise Conflict(f"Request is {request.status}; a closed request takes no new work")
+        await servers_repo.add_tasks(conn, [(server_id, 1)])
         row = await repo.assign(conn, link_id=link_id, server_id=server_id, now=now)
         if row is None:
             raise Conflict("Link is no longer pending")
+        await wake.links_ready(ctx, conn, [server_id])  # a claim waiting on the server takes it
         return views.link(row)
 
     return await ctx.db.run(work)
 
 
 async def retry_link(ctx: Context, *, link_id: uuid.UUID) -> dict[str, Any]:
-    """Failed retryable link -> back to the queue with ``retry_count + 1``; 409 otherwise."""
+    """Failed retryable link of an open request -> back to the queue with ``retry_count + 1``;
+    409 otherwise."""
     now = ctx.clock.now()
-    async with ctx.db.transaction() as conn:
+
+    async def work(conn: AsyncConnection) -> dict[str, Any]:
         rows = await repo.retry(conn, link_ids=[link_id], now=now)
-        if not rows:
-            link = await repo.get(conn, link_id)
-            if link is None:
-                raise NotFound("Link not found")
-            if link.status != LinkStatus.FAILED:
-                raise Conflict(f"Link is {link.status}; only a failed link can be retried")
+        if rows:
+            return views.link(rows[0])
+        link = await repo.get(conn, link_id)
+        if link is None:
+            raise NotFound("Link not found")
+        if link.status != LinkStatus.FAILED:
+            raise Conflict(f"Link is {link.status}; only a failed link can be retried")
+        if link.retry_count >= link.max_retries:
             raise Conflict(f"Link has used all {link.max_retries} retries")
-    return views.link(rows[0])
+        request = await requests_repo.get(conn, link.request_id)
+        if request is not None and is_closed(request.status):
+            raise Conflict(f"Request is {request.status}; a closed request takes no new work")
+        raise Conflict("Link's server is gone; a connect-phase link cannot be retried")
+
+    return await ctx.db.run(work)
 
 
 async def bulk_retry(ctx: Context, *, link_ids: list[uuid.UUID]) -> int:
-    """Retry those of ``link_ids`` that are retryable; how many were."""
+    """Retry those of ``link_ids`` that are retryable (links of closed requests are skipped);
+    how many were."""
     now = ctx.clock.now()
-    async with ctx.db.transaction() as conn:
-        rows = await repo.retry(conn, link_ids=sorted(set(link_ids)), now=now)
-    return len(rows)
+
+    async def work(conn: AsyncConnection) -> int:
+        return len(await repo.retry(conn, link_ids=link_ids, now=now))
+
+    return await ctx.db.run(work)
 
 
 async def mark_final_failed(ctx: Context, *, request_id: uuid.UUID | None) -> int:
     now = ctx.clock.now()
-    async with ctx.db.transaction() as conn:
+
+    async def work(conn: AsyncConnection) -> int:
         return await repo.mark_final_failed(conn, request_id=request_id, now=now)
+
+    return await ctx.db.run(work)
 
 
 async def account_stats(

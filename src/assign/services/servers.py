@@ -9,7 +9,7 @@ from typing import Any
 from assign.db import views
 from assign.db.json import JSONArray
 from assign.db.repositories import servers as repo
-from assign.domain.states import ASSIGN_SERVICE, ServerStatus
+from assign.domain.states import ASSIGN_SERVICE, LinkStatus, ServerStatus
 from assign.errors import Conflict, NotFound
 from assign.security import keys
 from assign.services import wake
@@ -45,8 +45,7 @@ async def create_server(
         "created_at": now,
         "updated_at": now,
     }
-    async with ctx.db.transaction() as conn:
-        row = await repo.insert(conn, values)
+    row = await ctx.db.run(lambda conn: repo.insert(conn, values))
     return views.server(row) | {"api_key": api_key}
 
 
@@ -94,6 +93,8 @@ async def get_server(ctx: Context, *, server_id: uuid.UUID) -> dict[str, Any]:
 async def _set_status(
     conn: Any, server_id: uuid.UUID, status: str, now: datetime
 ) -> dict[str, Any]:
+    if status != ServerStatus.ONLINE:
+        await repo.lock_links(conn, server_id, [LinkStatus.QUEUED])  # links before the server
     row = await repo.get(conn, server_id, lock=conn.dialect.name == "postgresql")
     if row is None:
         raise NotFound("Server not found")
@@ -120,6 +121,8 @@ async def update_server(
     status = changes.pop("status", None)
 
     async def work(conn: Any) -> dict[str, Any]:
+        if status is not None and status != ServerStatus.ONLINE:
+            await repo.lock_links(conn, server_id, [LinkStatus.QUEUED])  # links before the server
         row = await repo.get(conn, server_id, lock=conn.dialect.name == "postgresql")
         if row is None:
             raise NotFound("Server not found")
@@ -137,14 +140,21 @@ async def update_server(
 
 
 async def delete_server(ctx: Context, *, server_id: uuid.UUID) -> None:
+    """Delete a server with no link queued, running or connecting (409 otherwise); its connect
+    links and failed connect-phase links are canceled ("server deleted").
+
+    Its links are locked first, then its row ``FOR UPDATE``: a transaction placing links on it
+    (connect step, retry, bulk placement, assignment) holds the row ``FOR KEY SHARE`` or more, so
+    one of the two waits for the other and no link is left bound to no server."""
     now = ctx.clock.now()
 
     async def work(conn: Any) -> None:
+        await repo.lock_links(conn, server_id)
         row = await repo.get(conn, server_id, lock=conn.dialect.name == "postgresql")
         if row is None:
             raise NotFound("Server not found")
-        if await repo.count_bound_links(conn, server_id):
-            raise Conflict("Server still has links queued, running, connect or connecting")
+        if await repo.count_in_flight(conn, server_id):
+            raise Conflict("Server still has links queued, running or connecting")
         await repo.delete(conn, server_id, now)
 
     await ctx.db.run(work)
@@ -156,7 +166,8 @@ async def heartbeat(
 ) -> dict[str, Any]:
     """Record a heartbeat; an offline server comes back online (maintenance stays)."""
     now = ctx.clock.now()
-    async with ctx.db.transaction() as conn:
+
+    async def work(conn: Any) -> Any:
         row = await repo.get(conn, server_id, lock=conn.dialect.name == "postgresql")
         if row is None:
             raise NotFound("Server not found")
@@ -165,8 +176,11 @@ async def heartbeat(
             values["active_threads"] = active_threads
         if row.status == ServerStatus.OFFLINE:
             values["status"] = ServerStatus.ONLINE
-            await wake.notify(ctx, conn)
-        row = await repo.update(conn, server_id, values)
+        if row.status == ServerStatus.OFFLINE or row.last_health_check is None:
+            await wake.notify(ctx, conn)  # it is ready for work now
+        return await repo.update(conn, server_id, values)
+
+    row = await ctx.db.run(work)
     assert row is not None
     return views.server(row)
 

@@ -49,7 +49,18 @@ async def explain_link(ctx: Ctx, link_id: uuid.UUID) -> JSON:
 )
 async def get_throughput(
     ctx: Ctx,
-    minutes: Annotated[int, Query(description="how far back, the current minute included")] = 60,
-    by: Annotated[str, Query(description="`server` or `request`")] = "server",
+    minutes: Annotated[
+        int,
+        Query(
+            description="how far back, the current minute included (at most ASSIGN_HISTORY_DAYS)",
+            json_schema_extra={"minimum": 1},
+        ),
+    ] = 60,
+    by: Annotated[
+        str,
+        Query(
+            description="`server` or `request`", json_schema_extra={"pattern": "^(server|request)$"}
+        ),
+    ] = "server",
 ) -> JSON:
     return responses.listing(await history.throughput(ctx, minutes=minutes, by=by))

@@ -395,14 +395,17 @@ async def list_sites(
 )
 async def list_accounts(
     ctx: Ctx,
-    group_id: uuid.UUID | None = None,
+    group_id: Annotated[uuid.UUID | None, required_query("the group of the accounts")] = None,
     status: Annotated[str | None, status_query(AccountStatus)] = None,
-    limit: Limit = 1000,
+    limit: Limit = 100,
 ) -> JSON:
+    statuses = parse_statuses(status, AccountStatus)
+    if group_id is None:  # it answers passwords: never of every group at once
+        raise InvalidInput.field("group_id", "is required")
     items = await catalog.list_accounts(
         ctx,
         group_id=group_id,
-        statuses=parse_statuses(status, AccountStatus),
+        statuses=statuses,
         limit=clamp_limit(limit),
         with_password=True,
     )

@@ -5,7 +5,9 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Generic, Literal, TypeVar, get_args
 
+import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -73,6 +75,29 @@ def json_problem(value: Any, *, free_form: bool = True) -> str | None:
             # NaN compares false, so it is refused too
             return "must not hold numbers beyond the signed 64-bit range"
     return None
+
+
+#: the largest ``details`` of a link, encoded as JSON
+MAX_DETAILS_BYTES = 64 * 1024
+DETAILS_TOO_LARGE = f"must be at most {MAX_DETAILS_BYTES // 1024} KiB once encoded as JSON"
+
+
+def details_fit(value: Any) -> bool:
+    """Whether a link's ``details`` is at most 64 KiB once encoded."""
+    try:
+        return len(orjson.dumps(value)) <= MAX_DETAILS_BYTES
+    except (TypeError, orjson.JSONEncodeError):
+        return True  # not encodable as given: the field's own checks answer it
+
+
+def _details_size(value: Any) -> Any:
+    if value is not None and not details_fit(value):
+        raise ValueError(DETAILS_TOO_LARGE)
+    return value
+
+
+#: ``Annotated[dict[str, Any] | None, DETAILS_SIZE]``: a link's ``details`` (bulk item, result)
+DETAILS_SIZE = AfterValidator(_details_size)
 
 
 class Model(BaseModel):

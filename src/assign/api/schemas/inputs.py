@@ -5,9 +5,18 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, StringConstraints, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
-from assign.api.schemas.common import JSON_INT, Model
+from assign.api.schemas.common import DETAILS_SIZE, JSON_INT, Model
 from assign.domain.states import SERVICE_TYPES, AccountStatus, RequestStatus, ServerStatus
 
 ServiceType = Literal["entity", "social", "blog20", "stacking", "podcast", "indexing"]
@@ -19,6 +28,8 @@ Int32 = Annotated[int, Field(ge=-(2**31), le=2**31 - 1), JSON_INT]
 Count = Annotated[int, Field(ge=0, le=2**31 - 1), JSON_INT]
 Threads = Annotated[int, Field(ge=1, le=100_000), JSON_INT]
 Price = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+#: a link's free-form ``details``: at most 64 KiB once encoded
+Details = Annotated[dict[str, Any] | None, DETAILS_SIZE]
 Service = Annotated[str, StringConstraints(min_length=1, max_length=50, pattern=r"^[a-z0-9_\-]+$")]
 
 
@@ -45,7 +56,7 @@ class LinkIn(Model):
     password: Annotated[str, StringConstraints(max_length=1000)] | None = None
     about: Annotated[str, StringConstraints(max_length=100_000)] | None = None
     max_retries: Annotated[int, Field(ge=0, le=1000), JSON_INT] = 3
-    details: dict[str, Any] | None = None
+    details: Details = None
 
 
 class LinksBulkIn(Model):
@@ -64,8 +75,26 @@ class HeartbeatIn(Model):
     active_threads: Count | None = None
 
 
+def _json_number(value: Any) -> Any:
+    # a JSON number: neither "5" nor true (which pydantic would take)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("float_type", "Input should be a valid number")
+    return value
+
+
 class ClaimIn(Model):
     limit: Annotated[int, Field(ge=1, le=2**31 - 1, description="clamped to 1000"), JSON_INT] = 10
+    wait_seconds: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=30,
+            allow_inf_nan=False,
+            description="when nothing is ready, wait up to this long for the dispatcher to "
+            "place links on this server",
+        ),
+        BeforeValidator(_json_number),
+    ] = 0
 
 
 class ResultIn(Model):
@@ -73,7 +102,26 @@ class ResultIn(Model):
     profile_url: ShortText | None = None
     post_url: ShortText | None = None
     error: Annotated[str, StringConstraints(max_length=10_000)] | None = None
-    details: dict[str, Any] | None = None
+    details: Details = None
+
+
+class ResultItemIn(ResultIn):
+    id: uuid.UUID
+
+
+class ResultsIn(Model):
+    results: list[ResultItemIn] = Field(
+        min_length=1, max_length=1000, description="1 to 1,000 results of this server's links"
+    )
+
+    def repeated(self) -> tuple[int, int] | None:
+        """(first, later) indexes of the first id given twice, or None."""
+        seen: dict[uuid.UUID, int] = {}
+        for index, item in enumerate(self.results):
+            if item.id in seen:
+                return seen[item.id], index
+            seen[item.id] = index
+        return None
 
 
 class ServerCreateIn(Model):

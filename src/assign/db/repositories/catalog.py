@@ -37,6 +37,18 @@ async def list_sites(
     return (await conn.execute(query.order_by(sites.c.name, sites.c.id).limit(limit))).all()
 
 
+async def existing_site_ids(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """The ids among ``ids`` of sites that exist."""
+    unique = sorted(set(ids))
+    found: set[uuid.UUID] = set()
+    for start in range(0, len(unique), 1000):
+        rows = await conn.execute(
+            sa.select(sites.c.id).where(sites.c.id.in_(unique[start : start + 1000]))
+        )
+        found.update(r.id for r in rows)
+    return found
+
+
 async def update_site(
     conn: AsyncConnection, site_id: uuid.UUID, values: dict[str, Any]
 ) -> Row[Any] | None:
@@ -111,6 +123,8 @@ async def insert_admin_key(conn: AsyncConnection, values: dict[str, Any]) -> Non
     await conn.execute(admin_keys.insert().values(**values))
 
 
-async def admin_key_exists(conn: AsyncConnection, key_hash: str) -> bool:
-    query = sa.select(admin_keys.c.id).where(admin_keys.c.key_hash == key_hash)
-    return (await conn.execute(query)).first() is not None
+async def admin_key_read_only(conn: AsyncConnection, key_hash: str) -> bool | None:
+    """Whether the admin key with this digest is read-only; None when there is no such key."""
+    query = sa.select(admin_keys.c.read_only).where(admin_keys.c.key_hash == key_hash)
+    row = (await conn.execute(query)).first()
+    return None if row is None else bool(row.read_only)

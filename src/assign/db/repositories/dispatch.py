@@ -17,6 +17,9 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign.db import rules
+from assign.db.repositories import links as links_repo
+from assign.db.repositories import locks
 from assign.db.repositories import requests as requests_repo
 from assign.db.repositories import servers as servers_repo
 from assign.db.tables import links, requests, servers
@@ -26,7 +29,6 @@ from assign.domain.states import (
     ACTIVE,
     ASSIGN_SERVICE,
     IN_FLIGHT,
-    REQUEST_FINAL,
     WORKING,
     LinkEvent,
     LinkStatus,
@@ -43,16 +45,55 @@ def _pg(conn: AsyncConnection) -> bool:
 # --- step 1: lost servers ------------------------------------------------------------------
 
 
+async def silent_servers(conn: AsyncConnection, *, silent_since: datetime) -> list[uuid.UUID]:
+    """Online tool servers with no heartbeat since ``silent_since`` (or, never having sent one,
+    created before it); not locked."""
+    last_seen = sa.func.coalesce(servers.c.last_health_check, servers.c.created_at)
+    query = sa.select(servers.c.id).where(
+        servers.c.status == ServerStatus.ONLINE,
+        servers.c.service != ASSIGN_SERVICE,
+        last_seen < silent_since,
+    )
+    return sorted(r.id for r in await conn.execute(query))
+
+
+def _not_online() -> Any:
+    return links.c.server_id.in_(
+        sa.select(servers.c.id).where(servers.c.status != ServerStatus.ONLINE)
+    )
+
+
+async def lock_step_one(
+    conn: AsyncConnection, *, server_ids: Sequence[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Locks what step 1 changes, links first: the in-flight links of ``server_ids`` and the
+    queued links of servers not online, then those servers (id order); the servers' ids."""
+    queued_elsewhere = sa.and_(links.c.status == LinkStatus.QUEUED, _not_online())
+    condition = (
+        sa.or_(
+            sa.and_(links.c.server_id.in_(server_ids), links.c.status.in_(sorted(IN_FLIGHT))),
+            queued_elsewhere,
+        )
+        if server_ids
+        else queued_elsewhere
+    )
+    rows = await locks.lock_where(conn, links, condition, columns=("server_id",))
+    involved = {*server_ids, *(r.server_id for r in rows)}
+    return await locks.lock_ids(conn, servers, involved)
+
+
 async def expire_servers(
-    conn: AsyncConnection, *, silent_since: datetime, now: datetime
+    conn: AsyncConnection, *, server_ids: Sequence[uuid.UUID], silent_since: datetime, now: datetime
 ) -> list[uuid.UUID]:
-    """Online tool servers with no heartbeat since ``silent_since`` -> offline; their ids."""
+    """Those of ``server_ids`` still online and silent -> offline; their ids."""
+    if not server_ids:
+        return []
     last_seen = sa.func.coalesce(servers.c.last_health_check, servers.c.created_at)
     query = (
         servers.update()
         .where(
+            servers.c.id.in_(server_ids),
             servers.c.status == ServerStatus.ONLINE,
-            servers.c.service != ASSIGN_SERVICE,
             last_seen < silent_since,
         )
         .values(status=ServerStatus.OFFLINE, updated_at=now)
@@ -61,12 +102,11 @@ async def expire_servers(
     return sorted(r.id for r in await conn.execute(query))
 
 
-async def release_queued(
-    conn: AsyncConnection, *, server_ids: Sequence[uuid.UUID], now: datetime
-) -> list[AnyRow]:
-    """Queued links of these servers -> pending (server cleared); (id, server_id) of each."""
+async def release_queued(conn: AsyncConnection, *, now: datetime) -> list[AnyRow]:
+    """Queued links on servers that are not online -> pending (server cleared); (id, server_id)
+    of each."""
     owners_query = sa.select(links.c.id, links.c.server_id).where(
-        links.c.server_id.in_(server_ids), links.c.status.in_(sources(LinkEvent.RELEASE))
+        links.c.status.in_(sources(LinkEvent.RELEASE)), _not_online()
     )
     if _pg(conn):
         owners_query = owners_query.with_for_update()
@@ -156,35 +196,23 @@ async def add_tasks(conn: AsyncConnection, deltas: Iterable[tuple[uuid.UUID | No
     )
 
 
-# --- steps 3 and 4: retries ----------------------------------------------------------------
-
-
-def _request_open() -> Any:
-    return links.c.request_id.in_(
-        sa.select(requests.c.id).where(requests.c.status.not_in(sorted(REQUEST_FINAL)))
-    )
+# --- step 3: retries -----------------------------------------------------------------------
 
 
 async def retry_due(conn: AsyncConnection, *, now: datetime) -> int:
     """Retryable failed links whose back-off has run out (of open requests) -> queue; how many."""
-    from assign.db.repositories.links import RETRYABLE, _retry_values
-
-    query = (
-        links.update()
-        .where(
-            RETRYABLE, sa.or_(links.c.retry_at.is_(None), links.c.retry_at <= now), _request_open()
-        )
-        .values(**_retry_values(now))
-        .returning(links.c.id)
-    )
-    return len((await conn.execute(query)).all())
+    due = sa.or_(links.c.retry_at.is_(None), links.c.retry_at <= now)
+    return len(await links_repo.retry_where(conn, due, now=now, skip_locked=True))
 
 
 # --- step 5: assignment --------------------------------------------------------------------
 
 
-async def free_servers(conn: AsyncConnection) -> list[AnyRow]:
-    """Online tool servers with a free slot, locked (skipping those another writer holds)."""
+async def free_servers(
+    conn: AsyncConnection, *, now: datetime, timeout_minutes: float
+) -> list[AnyRow]:
+    """Ready servers (``rules.server_ready``) with a free slot, locked (skipping those another
+    writer holds)."""
     query = (
         sa.select(
             servers.c.id,
@@ -193,8 +221,7 @@ async def free_servers(conn: AsyncConnection) -> list[AnyRow]:
             servers.c.service_types,
         )
         .where(
-            servers.c.status == ServerStatus.ONLINE,
-            servers.c.service != ASSIGN_SERVICE,
+            rules.server_ready(now=now, timeout_minutes=timeout_minutes),
             servers.c.active_tasks < servers.c.max_threads,
         )
         .order_by(servers.c.priority.desc(), servers.c.id)
@@ -223,10 +250,12 @@ async def pending_window(
     skip_emails: Sequence[str],
     skip_types: Sequence[str],
 ) -> list[AnyRow]:
-    """The next ``size`` pending links in dispatch order, locked; accounts and service types
-    that can take nothing more this tick are left out."""
+    """The next ``size`` pending links of open requests in dispatch order, locked; accounts and
+    service types that can take nothing more this tick are left out."""
     query = sa.select(links.c.id, links.c.service_type, links.c.email).where(
-        links.c.status == LinkStatus.PENDING, links.c.server_id.is_(None)
+        links.c.status == LinkStatus.PENDING,
+        links.c.server_id.is_(None),
+        rules.of_open_request(),
     )
     if skip_emails:
         if _pg(conn):
@@ -255,9 +284,10 @@ async def account_usage(
 ) -> tuple[dict[str, int], dict[str, datetime]]:
     """({email: completed today + in flight}, {email: last dispatch within the cooldown}).
 
-    Each count is its own index range of ``(email, status, completed_at)``: in-flight statuses by
-    (email, status), completions by (email, 'completed', completed_at >= day start), so an
-    account's older history is never read.
+    A completion today counts whatever the link's status now (PRODUCT §9). Each count is its own
+    index range of ``(email, status, completed_at)``: in-flight statuses by (email, status),
+    completions by (email, every status, completed_at >= day start), so an account's older
+    history is never read.
     """
     used: dict[str, int] = {}
     recent: dict[str, datetime] = {}
@@ -275,7 +305,8 @@ async def account_usage(
         )
         for counted in (
             links.c.status.in_(sorted(IN_FLIGHT)),
-            sa.and_(links.c.status == LinkStatus.COMPLETED, links.c.completed_at >= day_start),
+            # every status listed: one index range per (email, status) instead of all the email's
+            sa.and_(links.c.status.in_(sorted(LinkStatus)), links.c.completed_at >= day_start),
         ):
             rows = await conn.execute(
                 sa.select(links.c.email, sa.func.count())
@@ -376,11 +407,7 @@ def _nothing_left() -> list[Any]:
     request's completed and canceled links are never read."""
     of_request = links.c.request_id == requests.c.id
     active = sa.exists().where(of_request, links.c.status.in_(sorted(ACTIVE)))
-    retryable = sa.exists().where(
-        of_request,
-        links.c.status == LinkStatus.FAILED,
-        links.c.retry_count < links.c.max_retries,
-    )
+    retryable = sa.exists().where(of_request, rules.RETRYABLE)
     return [~active, ~retryable]
 
 

@@ -15,9 +15,10 @@ from asyncpg.pgproto.pgproto import UUID as PgUUID
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from assign.db import json
+from assign.db import json, rules
 from assign.db.json import JSONArray
-from assign.db.tables import links, requests
+from assign.db.repositories import locks
+from assign.db.tables import links, requests, servers
 from assign.db.views import LINK_FIELDS, AnyRow
 from assign.domain.states import (
     IN_FLIGHT,
@@ -84,9 +85,12 @@ def _copy_records(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
         yield row
 
 
-async def get(conn: AsyncConnection, link_id: uuid.UUID) -> Row[Any] | None:
-    """The link row, or None."""
-    return (await conn.execute(sa.select(links).where(links.c.id == link_id))).first()
+async def get(conn: AsyncConnection, link_id: uuid.UUID, *, lock: bool = False) -> Row[Any] | None:
+    """The link row, or None; ``lock`` takes its row lock (PostgreSQL)."""
+    query = sa.select(links).where(links.c.id == link_id)
+    if lock and conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
 
 
 async def list_links(
@@ -175,10 +179,7 @@ async def list_retryable(
     limit: int,
 ) -> Sequence[Row[Any]]:
     """Failed links with retries left, dispatch order."""
-    query = sa.select(links).where(
-        links.c.status == LinkStatus.FAILED, links.c.retry_count < links.c.max_retries
-    )
-    query = _filters(query, service_type, request_id, None)
+    query = _filters(sa.select(links).where(rules.RETRYABLE), service_type, request_id, None)
     return (await conn.execute(query.order_by(*DISPATCH_ORDER).limit(limit))).all()
 
 
@@ -211,10 +212,14 @@ async def assign(
 
 
 def _retry_values(now: datetime) -> dict[str, Any]:
+    """A retry: a connect-phase link back to ``connect`` on its server, a create-phase one to
+    ``pending`` with no server and no URL of its earlier attempt. ``completed_at`` is kept."""
     connect_phase = links.c.phase == Phase.CONNECT
     return {
         "status": sa.case((connect_phase, LinkStatus.CONNECT), else_=LinkStatus.PENDING),
         "server_id": sa.case((connect_phase, links.c.server_id), else_=None),
+        "profile_url": sa.case((connect_phase, links.c.profile_url), else_=None),
+        "post_url": sa.case((connect_phase, links.c.post_url), else_=None),
         "retry_count": links.c.retry_count + 1,
         "retry_at": None,
         "started_at": None,
@@ -222,34 +227,65 @@ def _retry_values(now: datetime) -> dict[str, Any]:
     }
 
 
-RETRYABLE = sa.and_(
-    links.c.status.in_(sources(LinkEvent.RETRY)), links.c.retry_count < links.c.max_retries
-)
-EXHAUSTED = sa.and_(
-    links.c.status.in_(sources(LinkEvent.EXHAUST)), links.c.retry_count >= links.c.max_retries
-)
+async def retry_where(
+    conn: AsyncConnection, condition: Any, *, now: datetime, skip_locked: bool = False
+) -> list[Row[Any]]:
+    """Retryable links matching ``condition`` of open requests moved back to the queue (a
+    connect-phase one only while its server exists); the moved rows.
+
+    Lock order: the links, then their servers (``FOR KEY SHARE``: a deletion of the server
+    waits, or went first and canceled the link), then their requests (``FOR KEY SHARE``: a
+    request being closed waits, or went first and the link stays failed)."""
+    query = (
+        sa.select(links.c.id, links.c.request_id, links.c.server_id, links.c.phase)
+        .where(condition, rules.RETRYABLE)
+        .order_by(links.c.id)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=skip_locked)
+    found = (await conn.execute(query)).all()
+    if not found:
+        return []
+    connect = [r.server_id for r in found if r.phase == Phase.CONNECT]
+    live = await locks.lock_ids(conn, servers, connect, key_share=True)
+    open_ = await locks.lock_ids(
+        conn, requests, [r.request_id for r in found], key_share=True, where=~rules.request_closed()
+    )
+    kept = [
+        r.id
+        for r in found
+        if r.request_id in open_ and (r.phase != Phase.CONNECT or r.server_id in live)
+    ]
+    moved: list[Row[Any]] = []
+    for start in range(0, len(kept), 5000):
+        result = await conn.execute(
+            links.update()
+            .where(links.c.id.in_(kept[start : start + 5000]), rules.RETRYABLE)
+            .values(**_retry_values(now))
+            .returning(links)
+        )
+        moved.extend(result.all())
+    return moved
 
 
 async def retry(
     conn: AsyncConnection, *, link_ids: Sequence[uuid.UUID], now: datetime
 ) -> list[Row[Any]]:
-    """Retryable failed links among ``link_ids`` moved back to the queue; the moved rows."""
+    """Retryable links among ``link_ids`` (of open requests) moved back to the queue."""
     if not link_ids:
         return []
-    query = (
-        links.update()
-        .where(links.c.id.in_(link_ids), RETRYABLE)
-        .values(**_retry_values(now))
-        .returning(links)
-    )
-    return list((await conn.execute(query)).all())
+    return await retry_where(conn, links.c.id.in_(sorted(set(link_ids))), now=now)
 
 
 async def mark_final_failed(
-    conn: AsyncConnection, *, request_id: uuid.UUID | None, now: datetime
+    conn: AsyncConnection, *, request_id: uuid.UUID | None, now: datetime, closed: bool = False
 ) -> int:
-    """Exhausted failed links (of one request, or all) -> canceled; how many."""
-    query = links.update().where(EXHAUSTED).values(status=LinkStatus.CANCELED, updated_at=now)
+    """Exhausted failed links (of one request, or all) -> canceled, with ``closed`` also every
+    failed link of a closed request; how many."""
+    condition = (
+        sa.or_(rules.EXHAUSTED, rules.failed_of_closed_request()) if closed else (rules.EXHAUSTED)
+    )
+    query = links.update().where(condition).values(status=LinkStatus.CANCELED, updated_at=now)
     if request_id is not None:
         query = query.where(links.c.request_id == request_id)
     return len((await conn.execute(query.returning(links.c.id))).all())
@@ -258,18 +294,21 @@ async def mark_final_failed(
 async def account_stats(
     conn: AsyncConnection, *, email: str, request_id: uuid.UUID | None, day_start: datetime
 ) -> Row[Any]:
-    """pending_count, today_count, total_completed, last_post_at, request_pending, request_completed."""
+    """pending_count, today_count, total_completed, last_post_at, request_pending, request_completed.
+
+    Completions count whatever the link's status now (PRODUCT §9): today's are those whose
+    ``completed_at`` is today, the total those whose create phase completed."""
     pending = links.c.status.in_(sorted(UNFINISHED))
-    completed = links.c.status == LinkStatus.COMPLETED
+    done = rules.CREATE_COMPLETED
     in_request = links.c.request_id == request_id if request_id else sa.false()
     query = sa.select(
         sa.func.count().filter(pending).label("pending_count"),
-        sa.func.count().filter(completed, links.c.completed_at >= day_start).label("today_count"),
-        sa.func.count().filter(completed).label("total_completed"),
-        sa.func.max(links.c.completed_at).filter(completed).label("last_post_at"),
+        sa.func.count().filter(links.c.completed_at >= day_start).label("today_count"),
+        sa.func.count().filter(done).label("total_completed"),
+        sa.func.max(links.c.completed_at).label("last_post_at"),
         sa.func.count().filter(pending, in_request).label("request_pending"),
-        sa.func.count().filter(completed, in_request).label("request_completed"),
-    ).where(links.c.email == email, links.c.status.in_([*sorted(UNFINISHED), LinkStatus.COMPLETED]))
+        sa.func.count().filter(done, in_request).label("request_completed"),
+    ).where(links.c.email == email)
     return (await conn.execute(query)).one()
 
 

@@ -11,8 +11,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign.db import rules
 from assign.db.tables import links, requests
-from assign.domain.states import ACTIVE, UNFINISHED, LinkStatus, Phase, request_timestamps
+from assign.domain.states import (
+    ACTIVE,
+    CANCELED_ON_CLOSE,
+    UNFINISHED,
+    LinkStatus,
+    Phase,
+    request_timestamps,
+)
 
 ORDER = (requests.c.priority.desc(), requests.c.created_at, requests.c.id)
 
@@ -23,26 +31,33 @@ async def insert(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any]:
 
 
 async def get(
-    conn: AsyncConnection, request_id: uuid.UUID, *, lock: bool = False
+    conn: AsyncConnection, request_id: uuid.UUID, *, lock: bool = False, share: bool = False
 ) -> Row[Any] | None:
-    """The request row, or None."""
+    """The request row, or None; ``lock`` / ``share`` take its row lock FOR UPDATE / FOR KEY
+    SHARE (PostgreSQL: see ``locks.lock_ids``)."""
     query = sa.select(requests).where(requests.c.id == request_id)
-    if lock and conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    if (lock or share) and conn.dialect.name == "postgresql":
+        shared = share and not lock
+        query = query.with_for_update(read=shared, key_share=shared)
     return (await conn.execute(query)).first()
 
 
-async def existing_ids(conn: AsyncConnection, ids: Collection[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """{id: priority} of the requests among ``ids`` that exist."""
-    found: dict[uuid.UUID, int] = {}
-    unique = list(set(ids))
+async def lock_for_links(
+    conn: AsyncConnection, ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, tuple[int, str]]:
+    """{id: (priority, status)} of the requests among ``ids`` that exist, locked ``FOR KEY SHARE``
+    in id order (PostgreSQL), so that none closes before the links made for it are committed."""
+    found: dict[uuid.UUID, tuple[int, str]] = {}
+    unique = sorted(set(ids))
     for start in range(0, len(unique), 1000):
-        rows = await conn.execute(
-            sa.select(requests.c.id, requests.c.priority).where(
-                requests.c.id.in_(unique[start : start + 1000])
-            )
+        query = (
+            sa.select(requests.c.id, requests.c.priority, requests.c.status)
+            .where(requests.c.id.in_(unique[start : start + 1000]))
+            .order_by(requests.c.id)
         )
-        found.update({r.id: r.priority for r in rows})
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(read=True, key_share=True)
+        found.update({r.id: (r.priority, r.status) for r in await conn.execute(query)})
     return found
 
 
@@ -72,10 +87,7 @@ def has_active_links(*, count_retryable: bool) -> sa.Exists:
     statuses = sorted(ACTIVE) if count_retryable else sorted(UNFINISHED)
     active: sa.ColumnElement[bool] = links.c.status.in_(statuses)
     if count_retryable:
-        active = sa.or_(
-            active,
-            sa.and_(links.c.status == LinkStatus.FAILED, links.c.retry_count < links.c.max_retries),
-        )
+        active = sa.or_(active, rules.RETRYABLE)
     return sa.exists().where(links.c.request_id == requests.c.id, active)
 
 
@@ -100,12 +112,14 @@ async def list_completable(
 
 def status_values(status: str, now: datetime) -> dict[str, Any]:
     """Column values for a request entering ``status`` (timestamps per the state table)."""
-    sets_started, sets_completed = request_timestamps(status)
+    sets_started, sets_completed, clears_completed = request_timestamps(status)
     values: dict[str, Any] = {"status": status, "updated_at": now}
     if sets_started:
         values["started_at"] = sa.func.coalesce(requests.c.started_at, now)
     if sets_completed:
         values["completed_at"] = now
+    if clears_completed:
+        values["completed_at"] = None
     return values
 
 
@@ -131,21 +145,22 @@ async def update(
     return (await conn.execute(query)).first()
 
 
-async def move_to_connect(conn: AsyncConnection, request_id: uuid.UUID, now: datetime) -> int:
-    """Create-phase completed links with a profile -> connect (same server); how many."""
+async def move_to_connect(
+    conn: AsyncConnection, request_id: uuid.UUID, server_ids: Collection[uuid.UUID], now: datetime
+) -> int:
+    """Create-phase completed links with a profile, on one of ``server_ids`` -> connect (same
+    server, ``retry_count`` 0, ``completed_at`` kept); how many."""
+    if not server_ids:
+        return 0
     query = (
         links.update()
-        .where(
-            links.c.request_id == request_id,
-            links.c.status == LinkStatus.COMPLETED,
-            links.c.phase == Phase.CREATE,
-            sa.func.coalesce(links.c.profile_url, "") != "",
-        )
+        .where(connectable(request_id, server_ids))
         .values(
             status=LinkStatus.CONNECT,
             phase=Phase.CONNECT,
+            retry_count=0,
+            retry_at=None,
             started_at=None,
-            completed_at=None,
             error=None,
             updated_at=now,
         )
@@ -154,27 +169,42 @@ async def move_to_connect(conn: AsyncConnection, request_id: uuid.UUID, now: dat
     return len((await conn.execute(query)).all())
 
 
-def without_profile(request_id: uuid.UUID) -> Any:
-    """Links of the request that cannot go through its connect step: those without a profile,
-    and completed profiles whose server was deleted (a connect link with no server is never
-    claimed, and would keep its request open forever)."""
-    orphaned = sa.and_(
-        links.c.status == LinkStatus.COMPLETED,
-        links.c.phase == Phase.CREATE,
-        links.c.server_id.is_(None),
-    )
+def connectable(request_id: uuid.UUID, server_ids: Collection[uuid.UUID]) -> Any:
+    """Links of the request that its connect step moves to ``connect``: completed in the create
+    phase, with a profile, on a server that still exists (one of ``server_ids``)."""
     return sa.and_(
         links.c.request_id == request_id,
-        sa.or_(sa.func.coalesce(links.c.profile_url, "") == "", orphaned),
+        links.c.status == LinkStatus.COMPLETED,
+        links.c.phase == Phase.CREATE,
+        sa.func.coalesce(links.c.profile_url, "") != "",
+        links.c.server_id.is_not(None),  # never NULL, so that the negation holds too
+        links.c.server_id.in_(sorted(server_ids)),
     )
+
+
+def create_phase(request_id: uuid.UUID) -> Any:
+    """The request's create-phase links not canceled yet."""
+    return sa.and_(
+        links.c.request_id == request_id,
+        links.c.phase == Phase.CREATE,
+        links.c.status != LinkStatus.CANCELED,
+    )
+
+
+def not_connectable(request_id: uuid.UUID, server_ids: Collection[uuid.UUID]) -> Any:
+    """The request's other create-phase links: its connect step cancels them."""
+    others = ~connectable(request_id, server_ids) if server_ids else sa.true()
+    return sa.and_(create_phase(request_id), others)
+
+
+def of_request(request_id: uuid.UUID, statuses: Collection[str]) -> Any:
+    """Links of the request in ``statuses``."""
+    return sa.and_(links.c.request_id == request_id, links.c.status.in_(sorted(statuses)))
 
 
 def not_started(request_id: uuid.UUID) -> Any:
-    """Links of the request nobody works on yet (pending, queued, connect)."""
-    return sa.and_(
-        links.c.request_id == request_id,
-        links.c.status.in_([LinkStatus.PENDING, LinkStatus.QUEUED, LinkStatus.CONNECT]),
-    )
+    """Links of the request nobody works on yet (pending, queued, connect): closing cancels them."""
+    return of_request(request_id, CANCELED_ON_CLOSE)
 
 
 async def set_link_priority(

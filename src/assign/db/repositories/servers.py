@@ -14,10 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db import json
 from assign.db.json import JSONArray
+from assign.db.repositories import locks
 from assign.db.tables import links, servers
 from assign.db.views import SERVER_FIELDS, AnyRow
 from assign.domain.states import (
     ASSIGN_SERVICE,
+    IN_FLIGHT,
     LinkEvent,
     LinkStatus,
     Phase,
@@ -126,6 +128,15 @@ _AVAILABLE_JSON = json.encoding(_available(_AVAILABLE_COLUMNS, of_service=False)
 _AVAILABLE_JSON_OF_SERVICE = json.encoding(_available(_AVAILABLE_COLUMNS, of_service=True))
 
 
+async def lock_placeable(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """The ids among ``ids`` of tool servers that exist, locked ``FOR KEY SHARE`` in id order
+    (PostgreSQL): a deletion of one waits until the links placed on it are committed, or went
+    first and the server is left out."""
+    return await locks.lock_ids(
+        conn, servers, ids, key_share=True, where=servers.c.service != ASSIGN_SERVICE
+    )
+
+
 async def update(
     conn: AsyncConnection, server_id: uuid.UUID, values: dict[str, Any]
 ) -> Row[Any] | None:
@@ -173,28 +184,44 @@ async def release_queued(conn: AsyncConnection, server_id: uuid.UUID, now: datet
     return released
 
 
-async def count_bound_links(conn: AsyncConnection, server_id: uuid.UUID) -> int:
-    """Links queued, running, connect or connecting on the server."""
+async def lock_links(conn: AsyncConnection, server_id: uuid.UUID, statuses: Any = None) -> None:
+    """Lock the server's links (those in ``statuses``, else all: deleting the server clears the
+    server of every one) in id order, before the server row (lock order: links, servers)."""
+    if conn.dialect.name != "postgresql":
+        return
+    condition = links.c.server_id == server_id
+    if statuses is not None:
+        condition = sa.and_(condition, links.c.status.in_(sorted(statuses)))
+    locked = sa.select(links.c.id).where(condition).order_by(links.c.id).with_for_update()
+    await conn.execute(sa.select(sa.func.count()).select_from(locked.subquery()))
+
+
+async def count_in_flight(conn: AsyncConnection, server_id: uuid.UUID) -> int:
+    """Links queued, running or connecting on the server (they hold its slots)."""
     query = sa.select(sa.func.count()).where(
-        links.c.server_id == server_id,
-        links.c.status.in_(
-            [LinkStatus.QUEUED, LinkStatus.RUNNING, LinkStatus.CONNECT, LinkStatus.CONNECTING]
-        ),
+        links.c.server_id == server_id, links.c.status.in_(sorted(IN_FLIGHT))
     )
     return int((await conn.execute(query)).scalar_one())
 
 
+#: the error of the links a server's deletion cancels
+DELETED = "server deleted"
+
+
 async def delete(conn: AsyncConnection, server_id: uuid.UUID, now: datetime) -> bool:
-    """Delete the server (its links keep no server). Its failed connect-phase links, which a
-    retry would send back to it, are canceled: with the server gone nobody could claim them."""
+    """Delete the server (its links keep no server). Its ``connect`` links (their profile lived
+    on it) and failed connect-phase links (a retry would send them back to it) are canceled
+    with the error "server deleted": with the server gone nobody could claim them."""
     await conn.execute(
         links.update()
         .where(
             links.c.server_id == server_id,
-            links.c.status == LinkStatus.FAILED,
-            links.c.phase == Phase.CONNECT,
+            sa.or_(
+                links.c.status == LinkStatus.CONNECT,
+                sa.and_(links.c.status == LinkStatus.FAILED, links.c.phase == Phase.CONNECT),
+            ),
         )
-        .values(status=LinkStatus.CANCELED, updated_at=now)
+        .values(status=LinkStatus.CANCELED, error=DELETED, updated_at=now)
     )
     result = await conn.execute(servers.delete().where(servers.c.id == server_id))
     return bool(result.rowcount)
