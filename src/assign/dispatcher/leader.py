@@ -62,9 +62,7 @@ class Leadership:
             self._mode = "lease" if self._lock_engine is None else "lock"
         if self._lock_engine is None:
             leading = await self._renew_lease(now)
-            if leading and not self._leading:
-                log.info("dispatcher became leader", extra={"holder": self.holder})
-            self._leading = leading
+            self._leading = leading  # the loop logs the change (dispatcher.events)
             return leading
         return await self._hold_lock(self._lock_engine)
 

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign import metrics
 from assign.db import views
+from assign.db.repositories import history as history_repo
 from assign.db.repositories import links as links_repo
 from assign.db.repositories import tool as repo
 from assign.domain.backoff import retry_delay
@@ -193,6 +194,17 @@ async def _apply(
                 created[link.request_id] += 1
             answers.append({"id": report.link_id, "code": 200})
     updated = await repo.finish_links(conn, outcomes, now, rows=rows)
+    # a failed attempt's URLs stay with the attempt (the trigger recorded the link's: none)
+    await history_repo.set_attempt_urls(
+        conn,
+        [
+            (r.link_id, r.profile_url, r.post_url)
+            for r, a in zip(reports, answers, strict=True)
+            if a["code"] == 200
+            and r.status != LinkStatus.COMPLETED
+            and (r.profile_url or r.post_url)
+        ],
+    )
     if outcomes:
         await repo.end_tasks(conn, server_id=server_id, n=len(outcomes), now=now)
     await repo.count_created(conn, created, now)
