@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign import metrics
 from assign.db import views
 from assign.db.json import JSONArray
 from assign.db.repositories import catalog as catalog_repo
@@ -112,7 +113,9 @@ async def create_links(ctx: Context, *, items: Sequence[NewLink]) -> int:
         await wake.notify(ctx, conn)
         return len(items)
 
-    return await ctx.db.run(work)
+    created = await ctx.db.run(work)
+    metrics.links_created.inc(created)
+    return created
 
 
 async def _sites(conn: AsyncConnection, items: Sequence[NewLink]) -> set[uuid.UUID]:
