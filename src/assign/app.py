@@ -46,7 +46,11 @@ No string, in a parameter or anywhere in a body, may contain a NUL character (`\
 
 
 def build_context(settings: Settings, clock: Clock | None = None) -> Context:
-    db = Database(settings.database_url, pool_size=settings.db_pool_size)
+    db = Database(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        session_url=settings.direct_database_url,
+    )
     return Context(
         db=db,
         settings=settings,
@@ -71,7 +75,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
-            await upgrade_async(settings.database_url)
+            await upgrade_async(settings.migration_url)
         ctx = context or build_context(settings)
         app.state.ctx = ctx
         task: asyncio.Task[Any] | None = None
@@ -86,6 +90,7 @@ def create_app(
             stop.set()
             if task is not None:
                 await asyncio.gather(task, return_exceptions=True)
+            await ctx.hub.close()  # the claim listener and wake-up sender of this process
             if context is None:
                 await ctx.db.dispose()
 

@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ASSIGN_", extra="ignore")
 
     database_url: str = Field(DEFAULT_SQLITE_URL, description="SQLAlchemy or postgresql:// URL")
+    direct_database_url: str | None = Field(
+        None,
+        description="the database itself, when database_url is a pooler: for migrations, the "
+        "dispatcher's lock and LISTEN",
+    )
     admin_key: str | None = Field(None, description="bootstrap admin key")
     secret_key: str | None = Field(None, description="32+ characters; encryption key material")
     old_secret_keys: str = Field("", description="comma-separated former secrets, still decrypted")
@@ -61,6 +66,11 @@ class Settings(BaseSettings):
     def _normalize(cls, value: str) -> str:
         return normalize_database_url(value)
 
+    @field_validator("direct_database_url")
+    @classmethod
+    def _normalize_direct(cls, value: str | None) -> str | None:
+        return normalize_database_url(value) if value else None
+
     @field_validator("secret_key")
     @classmethod
     def _secret_length(cls, value: str | None) -> str | None:
@@ -88,6 +98,11 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def migration_url(self) -> str:
+        """Where schema migrations run: the database itself when a pooler stands before it."""
+        return self.direct_database_url or self.database_url
 
     @property
     def is_default_database(self) -> bool:

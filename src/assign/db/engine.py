@@ -3,6 +3,10 @@
 Writes go through :meth:`Database.transaction`. On SQLite, writers in this process take an
 asyncio lock and ``BEGIN IMMEDIATE``, so they never fail on a lock upgrade; other processes
 wait on ``busy_timeout``. On PostgreSQL a transaction that loses a deadlock is run again.
+
+PostgreSQL may be reached through a pooler in transaction mode (see :mod:`assign.db.connect`);
+what needs a session of its own (the dispatcher's lock, LISTEN) asks :meth:`Database.
+session_engine`, which answers the direct database (``ASSIGN_DIRECT_DATABASE_URL``) or None.
 """
 
 from __future__ import annotations
@@ -15,12 +19,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from assign.db import connect
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -84,9 +92,20 @@ def is_connection_error(exc: BaseException) -> bool:
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        echo: bool = False,
+        session_url: str | None = None,
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        #: whether ``url`` is a pooler in transaction mode: None until the first connection
+        self.pooled: bool | None = False if self.is_sqlite else None
+        self.session_url = session_url if session_url and session_url != url else None
+        self._session_engine: AsyncEngine | None = None
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
             if ":memory:" in url or url.endswith("://"):
@@ -99,16 +118,55 @@ class Database:
                 pool_pre_ping=False,
                 pool_timeout=5,
                 pool_recycle=1800,
-                connect_args={
-                    "timeout": 5,
-                    "command_timeout": 60,
-                    "server_settings": {"jit": "off", "application_name": "assign"},
-                },
+                async_creator=self._connect,
             )
+            self._connect_kwargs = connect.connect_kwargs(url)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock()
         if self.is_sqlite:
             self._install_sqlite_hooks()
+        else:
+            event.listen(self.engine.sync_engine, "connect", self._on_pg_connect, insert=True)
+
+    async def _connect(self) -> Any:
+        """A new asyncpg connection, made as what ``url`` is (found out on the first one)."""
+        if self.pooled is None:
+            pooled = await connect.probe(self._connect_kwargs)
+            if self.pooled is None:
+                self.pooled = pooled
+                if pooled:
+                    log.info("database reached through a pooler: no session state kept on it")
+        return await asyncpg.connect(
+            **self._connect_kwargs, **connect.session_options(pooled=bool(self.pooled))
+        )
+
+    def _on_pg_connect(self, dbapi_conn: Any, _record: Any) -> None:
+        if self.pooled:
+            connect.forget_statements(dbapi_conn)
+
+    async def session_engine(self) -> AsyncEngine | None:
+        """An engine whose connections are database sessions of their own (for a session
+        lock, LISTEN): the direct URL's when set, else this one's unless it is a pooler;
+        None then, and on SQLite."""
+        if self.is_sqlite:
+            return None
+        if self.session_url is not None:
+            if self._session_engine is None:
+                self._session_engine = create_async_engine(
+                    self.session_url,
+                    poolclass=NullPool,
+                    connect_args=connect.session_options(pooled=False),
+                )
+            return self._session_engine
+        if self.pooled is None:
+            try:
+                async with self.engine.connect():
+                    pass  # the first connection finds out what the URL is
+            except Exception as exc:
+                if is_connection_error(exc):
+                    raise DatabaseUnavailable(str(exc)) from exc
+                raise
+        return None if self.pooled else self.engine
 
     @property
     def dialect(self) -> str:
@@ -144,7 +202,8 @@ class Database:
         """
         try:
             async with self.engine.connect() as conn:
-                if not self.is_sqlite:
+                if not self.is_sqlite and (snapshot or not self.pooled):
+                    # through a pooler, each statement runs in a transaction (see db.connect)
                     conn = await conn.execution_options(
                         isolation_level="REPEATABLE READ" if snapshot else "AUTOCOMMIT",
                         postgresql_readonly=snapshot,
@@ -217,3 +276,5 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._session_engine is not None:
+            await self._session_engine.dispose()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -18,6 +19,18 @@ def alembic_config(url: str) -> Config:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", normalize_database_url(url).replace("%", "%%"))
     return cfg
+
+
+def engine_options(url: str) -> dict[str, Any]:
+    """``create_async_engine`` options of a short-lived engine (migrations, the schema check):
+    on PostgreSQL, safe through a pooler in transaction mode (see assign.db.connect)."""
+    if url.startswith("sqlite"):
+        return {}
+    from sqlalchemy.pool import NullPool
+
+    from assign.db.connect import POOLER_SAFE_ARGS
+
+    return {"poolclass": NullPool, "connect_args": dict(POOLER_SAFE_ARGS)}
 
 
 def upgrade(url: str, revision: str = "head") -> None:
@@ -75,7 +88,7 @@ async def current_revision(url: str) -> str | None:
     import sqlalchemy as sa
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    engine = create_async_engine(url)
+    engine = create_async_engine(url, **engine_options(url))
     try:
         async with engine.connect() as conn:
             has_table = await conn.run_sync(lambda c: sa.inspect(c).has_table("alembic_version"))

@@ -6,12 +6,16 @@ takes over on its following tick. The lock session also carries the lease: Postg
 after ``lease_seconds`` without a word from the leader (``idle_session_timeout``), so a leader
 that hangs, or whose host vanishes without closing its connection, loses the lock after the
 lease; a live leader speaks on it every tick, and every third of the lease during a long tick.
-SQLite: a lease row renewed every tick.
+SQLite, and PostgreSQL reached only through a pooler in transaction mode (no session of its
+own to hold a lock in; see assign.db.connect): a lease row, taken and renewed in one statement
+every tick (and every third of the lease during a long tick), free for another dispatcher once
+``lease_seconds`` have passed without a renewal, or at once when the leader stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -21,7 +25,9 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from assign.db.tables import dispatcher_lease, dispatcher_ticks
 from assign.services.context import Context
@@ -40,17 +46,32 @@ class Leadership:
         self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._conn: AsyncConnection | None = None
         self._listening = False
+        #: the engine of session connections (the lock), or None for the lease row; unset at first
+        self._lock_engine: AsyncEngine | None = None
+        self._mode: str | None = None
+        self._leading = False
+
+    @property
+    def uses_lease(self) -> bool:
+        return self._mode == "lease"
 
     async def acquire(self, now: datetime) -> bool:
         """True when this process is the leader for the coming tick."""
-        if self.ctx.db.is_sqlite:
-            return await self._renew_lease(now)
-        return await self._hold_lock()
+        if self._mode is None:
+            self._lock_engine = await self.ctx.db.session_engine()
+            self._mode = "lease" if self._lock_engine is None else "lock"
+        if self._lock_engine is None:
+            leading = await self._renew_lease(now)
+            if leading and not self._leading:
+                log.info("dispatcher became leader", extra={"holder": self.holder})
+            self._leading = leading
+            return leading
+        return await self._hold_lock(self._lock_engine)
 
-    async def _hold_lock(self) -> bool:
+    async def _hold_lock(self, engine: AsyncEngine) -> bool:
         try:
             if self._conn is None:
-                self._conn = await self.ctx.db.engine.connect()
+                self._conn = await engine.connect()
                 await self._conn.execution_options(isolation_level="AUTOCOMMIT")
                 got = (
                     await self._conn.execute(
@@ -96,6 +117,9 @@ class Leadership:
                             "dispatcher lost its lock connection during a tick",
                             extra={"error_type": type(exc).__name__},
                         )
+                elif self.uses_lease:
+                    with contextlib.suppress(Exception):  # the next acquire() tells
+                        await self._renew_lease(self.ctx.clock.now())
         finally:
             if not task.done():
                 task.cancel()
@@ -109,28 +133,22 @@ class Leadership:
         return raw.driver_connection
 
     async def _renew_lease(self, now: datetime) -> bool:
+        """Take or renew the lease row in one statement: it is ours when it was, when it had
+        expired, or when there was none; two dispatchers at once cannot both get it."""
         expires = now + timedelta(seconds=self.lease_seconds)
+        insert: Any = sqlite_insert if self.ctx.db.is_sqlite else pg_insert
+        statement = insert(dispatcher_lease).values(
+            name=LEASE_NAME, holder=self.holder, expires_at=expires
+        )
+        upsert = statement.on_conflict_do_update(
+            index_elements=[dispatcher_lease.c.name],
+            set_={"holder": statement.excluded.holder, "expires_at": statement.excluded.expires_at},
+            where=sa.or_(
+                dispatcher_lease.c.holder == self.holder, dispatcher_lease.c.expires_at <= now
+            ),
+        ).returning(dispatcher_lease.c.holder)
         async with self.ctx.db.transaction() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(dispatcher_lease).where(dispatcher_lease.c.name == LEASE_NAME)
-                )
-            ).first()
-            if row is None:
-                await conn.execute(
-                    dispatcher_lease.insert().values(
-                        name=LEASE_NAME, holder=self.holder, expires_at=expires
-                    )
-                )
-                return True
-            if row.holder != self.holder and row.expires_at > now:
-                return False
-            await conn.execute(
-                dispatcher_lease.update()
-                .where(dispatcher_lease.c.name == LEASE_NAME)
-                .values(holder=self.holder, expires_at=expires)
-            )
-            return True
+            return (await conn.execute(upsert)).first() is not None
 
     async def record_tick(self, now: datetime) -> None:
         """Write who leads and when it last ticked (the console's Overview shows it)."""
@@ -148,7 +166,7 @@ class Leadership:
                 )
 
     async def release(self) -> None:
-        if self.ctx.db.is_sqlite:
+        if self.uses_lease:
             try:
                 async with self.ctx.db.transaction() as conn:
                     await conn.execute(

@@ -8,6 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from assign.db.migrate import engine_options
 from assign.db.tables import metadata
 
 config = context.config
@@ -28,7 +29,7 @@ async def _main() -> None:
     url = config.get_main_option("sqlalchemy.url")
     if not url:
         raise SystemExit("no database URL configured")
-    engine = create_async_engine(url)
+    engine = create_async_engine(url, **engine_options(url))
     try:
         async with engine.connect() as conn:
             await conn.run_sync(_run)
