@@ -194,6 +194,7 @@ async def ctx(clean_database: str, settings_overrides: dict[str, Any]) -> AsyncI
         known_keys=KeyCache(settings.key_cache_seconds),
     )
     yield context
+    await context.hub.close()
     await db.dispose()
 
 

@@ -90,6 +90,7 @@ def create_app(
             stop.set()
             if task is not None:
                 await asyncio.gather(task, return_exceptions=True)
+            await ctx.hub.close()  # the claim listener and wake-up sender of this process
             if context is None:
                 await ctx.db.dispose()
 
@@ -98,7 +99,6 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        root_path=settings.root_path,
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,

@@ -1,4 +1,4 @@
-"""The ``assign`` command: serve, dispatch, migrate, servers, keys, stats, demo."""
+"""The ``assign`` command: serve, dispatch, worker, migrate, servers, keys, stats, demo."""
 
 from __future__ import annotations
 
@@ -97,6 +97,8 @@ def serve(
         timeout_keep_alive=65,
         loop="uvloop",
         http="httptools",
+        # behind a proxy that strips this prefix: the ASGI root_path (routes match after it)
+        root_path=settings.root_path,
     )
 
 
@@ -147,6 +149,46 @@ def dispatch() -> None:
     assign_logging.setup(settings.log_level, json=settings.log_json)
     _prepare_schema(settings)
     _with_context(settings, dispatcher_main)
+
+
+@app.command()
+def worker(
+    handler: Annotated[str, typer.Argument(help="MODULE:FUNCTION, the handler of each link")],
+    url: Annotated[
+        str, typer.Option("--url", envvar="ASSIGN_WORKER_URL", help="the Assign service")
+    ] = "http://127.0.0.1:8000",
+    key: Annotated[
+        str, typer.Option("--key", envvar="ASSIGN_WORKER_KEY", help="this tool server's key")
+    ] = "",
+    concurrency: Annotated[
+        int | None, typer.Option(help="links at once (default: the server's max_threads)")
+    ] = None,
+) -> None:
+    """Run a tool server's worker: claim, run HANDLER on each link, report, until SIGTERM."""
+    import importlib
+    import logging
+
+    from assign.worker import run_worker
+
+    if not key:
+        err.print("[red]A tool server key is needed: --key or ASSIGN_WORKER_KEY[/red]")
+        raise typer.Exit(2)
+    module_name, _, function_name = handler.partition(":")
+    if not module_name or not function_name:
+        err.print("[red]HANDLER is MODULE:FUNCTION, e.g. mytool.handlers:post[/red]")
+        raise typer.Exit(2)
+    sys.path.insert(0, os.getcwd())  # a module next to where the command runs, like uvicorn
+    try:
+        function = getattr(importlib.import_module(module_name), function_name)
+    except (ImportError, AttributeError) as exc:
+        err.print(f"[red]Cannot load {handler}: {exc}[/red]")
+        raise typer.Exit(2) from None
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    tally = run_worker(url, key, function, concurrency)
+    console.print(
+        f"claimed {tally.claimed}, completed {tally.completed}, failed {tally.failed}, "
+        f"refused {tally.rejected}, calls retried {tally.retries}"
+    )
 
 
 @app.command()

@@ -30,6 +30,9 @@ STATUS_MESSAGES = {
 }
 
 
+BODY_REQUIRED = "a JSON body is required (Content-Type: application/json)"
+
+
 def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
     """``("body", "links", 3, "request_id")`` -> ``links[3].request_id``."""
     parts = list(loc)
@@ -51,7 +54,7 @@ def validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
         if err.get("type") == "json_invalid":
             message = "body is not valid JSON"
         elif err.get("type") == "missing" and tuple(err.get("loc", ())) == ("body",):
-            message = "a JSON body is required (Content-Type: application/json)"
+            message = BODY_REQUIRED
         elif err.get("type") == "value_error":
             message = message.removeprefix("Value error, ")
         # a JSON syntax error is located at ("body", offset): the bad field is the body
@@ -62,6 +65,8 @@ def validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 def validation_response(exc: RequestValidationError) -> Response:
     details = validation_details(exc)
+    if any(d["message"] == BODY_REQUIRED for d in details):  # no body, so no Content-Type
+        return error(400, "Invalid request: a body of type application/json is expected", details)
     fields = ", ".join(dict.fromkeys(d["field"] for d in details[:10]))
     return error(400, f"Invalid request: check {fields}", details[:200])
 

@@ -121,6 +121,7 @@ def with_context(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
         try:
             return await work(ctx)
         finally:
+            await ctx.hub.close()
             await ctx.db.dispose()
 
     return run_async(settings, main)

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from assign.client import types as t
-from assign.client.core import AsyncBase, Call, SyncBase, data, endpoint, ident, payload
+from assign.client.core import (
+    AsyncBase,
+    Call,
+    SyncBase,
+    body,
+    data,
+    endpoint,
+    ident,
+    jsonable,
+    payload,
+)
 
 PREFIX = "/api/v1/tool"
 
@@ -22,10 +33,21 @@ class ToolEndpoints:
         )
 
     @endpoint
-    def claim(self, limit: int = 10) -> Call[list[t.ClaimedLink]]:
+    def claim(
+        self, limit: int = 10, *, wait_seconds: float | None = None
+    ) -> Call[list[t.ClaimedLink]]:
         """``POST /links/claim``: up to ``limit`` of this server's queued (then connect) links,
-        now running (connecting), each with its account's password."""
-        return Call("POST", f"{PREFIX}/links/claim", data, json={"limit": limit})
+        now running (connecting), each with its account's password. With ``wait_seconds``
+        (up to 30), when none is ready the call waits that long for the dispatcher to place
+        some (the client's timeout must be longer)."""
+        json = payload(limit=limit, wait_seconds=wait_seconds)
+        return Call("POST", f"{PREFIX}/links/claim", data, json=json)
+
+    @endpoint
+    def report_results(self, results: Sequence[t.ResultItem]) -> Call[t.ResultsAnswer]:
+        """``PUT /links/results``: 1 to 1,000 results at once, each applied on its own;
+        ``updated`` and each one's ``code`` (200, 404, 409) in the order given."""
+        return Call("PUT", f"{PREFIX}/links/results", body, json={"results": jsonable(results)})
 
     @endpoint
     def report_result(

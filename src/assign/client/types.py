@@ -89,6 +89,30 @@ class ClaimedLink(Link):
     password: str | None
 
 
+class ResultItem(TypedDict, total=False):
+    """One result of ``PUT /links/results``."""
+
+    id: Required[str]
+    status: Required[Literal["completed", "failed"]]
+    profile_url: str
+    post_url: str
+    error: str
+    details: dict[str, Any]
+
+
+class ResultCode(TypedDict):
+    id: str
+    code: int  # 200 applied, 404 not this server's link, 409 not running or connecting
+    error: NotRequired[str]
+
+
+class ResultsAnswer(TypedDict):
+    """``PUT /links/results``: how many were applied, and each result's code in order."""
+
+    updated: int
+    data: list[ResultCode]
+
+
 class LinkCreate(TypedDict, total=False):
     """One link of ``POST /links/bulk``."""
 

@@ -17,6 +17,7 @@ from assign.db.repositories import requests as requests_repo
 from assign.domain import dispatch as policy
 from assign.domain.ratelimit import RateLimit, allowance, start_of_day
 from assign.domain.states import RequestStatus
+from assign.services import wake
 from assign.services.context import Context
 from assign.services.requests import connect_in
 
@@ -138,6 +139,7 @@ async def assign_pending(ctx: Context, now: datetime, report: TickReport) -> Non
         batch = await ctx.db.run(
             partial(
                 _assign_batch,
+                ctx=ctx,
                 now=now,
                 limit=limit,
                 day_start=day_start,
@@ -165,6 +167,7 @@ class _Batch:
 async def _assign_batch(
     conn: AsyncConnection,
     *,
+    ctx: Context,
     now: datetime,
     limit: RateLimit,
     day_start: datetime,
@@ -216,6 +219,8 @@ async def _assign_batch(
         plan = policy.plan(candidates, free, budget)
         # applied per window, so the next window reads past these links
         placed += await repo.apply_assignments(conn, plan.assignments[:want], now=now)
+        # the claims waiting for these servers wake when this commits
+        await wake.links_ready(ctx, conn, (server for _, server in plan.assignments[:want]))
         held_back += plan.held_back
         skip_emails |= plan.held_emails
         skip_types |= plan.unplaceable_types

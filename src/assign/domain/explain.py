@@ -13,7 +13,11 @@ from datetime import datetime, timedelta
 
 from assign.domain.dispatch import FreeServer
 from assign.domain.ratelimit import Hold
-from assign.domain.states import REQUEST_FINAL, LinkStatus, is_retryable
+from assign.domain.states import LinkStatus, is_closed, is_ready, is_retryable
+
+#: the service of the servers ``ServerState`` describes (the fleet's tool servers, any name but
+#: ``assign``)
+TOOL = "tool"
 
 #: "links ahead in line" is counted up to this many, then answered as "more than"
 AHEAD_CAP = 10_000
@@ -43,12 +47,10 @@ class Why:
 
 
 def is_live(server: ServerState, *, now: datetime, timeout: timedelta) -> bool:
-    """Online with a heartbeat within the server timeout (one that never sent one is not)."""
-    return (
-        server.status == "online"
-        and server.last_health_check is not None
-        and server.last_health_check >= now - timeout
-    )
+    """The dispatcher's ``states.is_ready`` of this tool server: online with a heartbeat within
+    the server timeout (one that never sent one is not)."""
+    minutes = timeout.total_seconds() / 60
+    return is_ready(server.status, TOOL, server.last_health_check, now=now, timeout_minutes=minutes)
 
 
 def held_by_fleet(
@@ -101,7 +103,8 @@ def request_closed(request_status: str) -> Why:
 
 
 def is_request_closed(request_status: str) -> bool:
-    return request_status in REQUEST_FINAL
+    """``states.is_closed``: the dispatcher assigns no link of such a request."""
+    return is_closed(request_status)
 
 
 def not_pending(

@@ -20,7 +20,6 @@ async def list_admin_keys(ctx: Context) -> list[dict[str, Any]]:
 async def revoke_admin_key(ctx: Context, *, key_id: uuid.UUID) -> None:
     """Delete the key: refused at once by this process, within ``ASSIGN_KEY_CACHE_SECONDS``
     by the others (see services.keys)."""
-    async with ctx.db.transaction() as conn:
-        if not await repo.delete_key(conn, key_id):
-            raise NotFound("Admin key not found")
+    if not await ctx.db.run(lambda conn: repo.delete_key(conn, key_id)):
+        raise NotFound("Admin key not found")
     ctx.known_keys.clear()

@@ -9,6 +9,7 @@ from assign.clock import Clock
 from assign.db.engine import Database
 from assign.security.crypto import Cipher
 from assign.services.keys import KeyCache
+from assign.services.wake import Hub
 from assign.settings import Settings
 
 
@@ -22,3 +23,5 @@ class Context:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     #: keys this process found lately, by digest (see assign.services.keys)
     known_keys: KeyCache = field(default_factory=lambda: KeyCache(0))
+    #: claims waiting in this process, and what wakes them (see assign.services.wake)
+    hub: Hub = field(default_factory=Hub)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from assign.db import views
@@ -73,11 +74,9 @@ async def prune(ctx: Context, *, max_batches: int = 20) -> int:
     deleted = 0
     for prune_step in (repo.prune_attempts, repo.prune_throughput):
         for _ in range(max_batches):
-            async with ctx.db.transaction() as conn:
-                n = await prune_step(conn, before=before, batch=PRUNE_BATCH)
+            n = await ctx.db.run(partial(prune_step, before=before, batch=PRUNE_BATCH))
             deleted += n
             if n < PRUNE_BATCH:
                 break
-    async with ctx.db.transaction() as conn:
-        deleted += await repo.prune_empty_counts(conn)
+    deleted += await ctx.db.run(repo.prune_empty_counts)
     return deleted

@@ -66,7 +66,7 @@ async def create_links(ctx: Context, *, items: Sequence[NewLink]) -> int:
     async def work(conn: AsyncConnection) -> int:
         # keyed by the UUIDs' integers: hashing a uuid.UUID runs Python code, 5,000 times a batch
         request_ints = [i.request_id.int for i in items]
-        # lock order: servers, then requests (FOR SHARE: neither deleted nor closed meanwhile)
+        # lock order: servers, then requests (FOR KEY SHARE: neither deleted nor closed meanwhile)
         usable = await servers_repo.lock_placeable(
             conn, [i.server_id for i in items if i.server_id is not None]
         )
@@ -245,6 +245,7 @@ async def assign_link(ctx: Context, *, link_id: uuid.UUID, server_id: uuid.UUID)
         row = await repo.assign(conn, link_id=link_id, server_id=server_id, now=now)
         if row is None:
             raise Conflict("Link is no longer pending")
+        await wake.links_ready(ctx, conn, [server_id])  # a claim waiting on the server takes it
         return views.link(row)
 
     return await ctx.db.run(work)

@@ -166,7 +166,7 @@ async def connect_in(
     held = await locks.lock_where(
         conn, links, repo.create_phase(request_id), columns=("server_id",)
     )
-    live = await locks.lock_ids(conn, servers, [r.server_id for r in held])
+    live = await locks.lock_ids(conn, servers, [r.server_id for r in held], key_share=True)
     if lock_request:
         await repo.get(conn, request_id, lock=True)
     canceled = await links_repo.cancel_where(conn, repo.not_connectable(request_id, live), now)

@@ -7,6 +7,8 @@ replaced only if it still holds the value read (compare-and-set), so concurrent 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -64,6 +66,9 @@ async def _rotate_table(
                 .where(condition, column == sa.bindparam("old"))
                 .values({column.name: sa.bindparam("new")})
             )
-            async with ctx.db.transaction() as conn:
-                await conn.execute(statement, changes)
+            await ctx.db.run(partial(_execute, statement, changes))
             report.rotated += len(changes)
+
+
+async def _execute(statement: Any, rows: list[dict[str, Any]], conn: Any) -> None:
+    await conn.execute(statement, rows)

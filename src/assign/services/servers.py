@@ -144,7 +144,7 @@ async def delete_server(ctx: Context, *, server_id: uuid.UUID) -> None:
     links and failed connect-phase links are canceled ("server deleted").
 
     Its links are locked first, then its row ``FOR UPDATE``: a transaction placing links on it
-    (connect step, retry, bulk placement, assignment) holds the row ``FOR SHARE`` or more, so
+    (connect step, retry, bulk placement, assignment) holds the row ``FOR KEY SHARE`` or more, so
     one of the two waits for the other and no link is left bound to no server."""
     now = ctx.clock.now()
 

@@ -1,53 +1,212 @@
-"""Use cases of the tool API: a tool server claims its work and reports results."""
+"""Use cases of the tool API: a tool server claims its work (waiting for it, if asked) and
+reports results, one or a batch at a time."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import timedelta
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db import views
 from assign.db.repositories import links as links_repo
-from assign.db.repositories import servers as servers_repo
+from assign.db.repositories import tool as repo
 from assign.domain.backoff import retry_delay
-from assign.domain.states import LinkStatus, Phase
+from assign.domain.states import WORKING, LinkStatus, Phase
 from assign.errors import Conflict, NotFound
 from assign.services import wake
 from assign.services.context import Context
+from assign.settings import Settings
+
+NOT_FOUND = "Link not found"
 
 
-async def claim(ctx: Context, *, server_id: uuid.UUID, limit: int) -> list[dict[str, Any]]:
+def _not_working(status: str) -> str:
+    return f"Link is {status}; only a running or connecting link takes a result"
+
+
+# --- claims ----------------------------------------------------------------------------------
+
+
+async def claim(
+    ctx: Context,
+    *,
+    server_id: uuid.UUID,
+    limit: int,
+    wait_seconds: float = 0.0,
+    gone: asyncio.Event | None = None,
+) -> list[dict[str, Any]]:
     """Queued links -> running, then connect links -> connecting while slots are free.
 
-    Each claimed link carries its decrypted ``password``: the server is about to use it.
+    The claim is the server's heartbeat when it is online; a server in maintenance or offline
+    gets nothing and nothing changes. With ``wait_seconds``, when nothing is ready the call
+    waits for the dispatcher to place links on the server (woken by it, see ``wake.Hub``), at
+    most that long; once ``gone`` is set (the caller left) it claims nothing more. Each claimed
+    link carries its decrypted ``password``: the server is about to use it.
     """
+    if wait_seconds <= 0:
+        rows, _ = await _claim_once(ctx, server_id=server_id, limit=limit, heartbeat=True)
+        return _claimed(ctx, rows)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    ready = await ctx.hub.register(ctx, server_id)
+    try:
+        heartbeat = True
+        while True:
+            ready.clear()  # before looking: an assignment from now on wakes the wait below
+            rows, online = await _claim_once(
+                ctx, server_id=server_id, limit=limit, heartbeat=heartbeat
+            )
+            heartbeat = False
+            if rows or not online:
+                return _claimed(ctx, rows)
+            left = deadline - loop.time()
+            if left <= 0 or not await _woken(ready, gone, left):
+                return []
+    finally:
+        ctx.hub.unregister(server_id, ready)
+
+
+async def _woken(ready: asyncio.Event, gone: asyncio.Event | None, seconds: float) -> bool:
+    """True when ``ready`` was set within ``seconds`` and the caller is still there."""
+    waiters = [asyncio.ensure_future(ready.wait())]
+    if gone is not None:
+        waiters.append(asyncio.ensure_future(gone.wait()))
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+    return ready.is_set() and not (gone is not None and gone.is_set())
+
+
+async def _claim_once(
+    ctx: Context, *, server_id: uuid.UUID, limit: int, heartbeat: bool
+) -> tuple[list[Any], bool]:
+    """(claimed rows, whether the server is online), in one transaction."""
     now = ctx.clock.now()
 
-    async def work(conn: AsyncConnection) -> list[Any]:
-        server = await servers_repo.get(conn, server_id, lock=conn.dialect.name == "postgresql")
-        if server is None:
-            raise NotFound("Server not found")
-        rows = await links_repo.claim_queued(conn, server_id=server_id, limit=limit, now=now)
-        free = server.max_threads - server.active_tasks
-        more = min(limit - len(rows), free)
+    async def work(conn: AsyncConnection) -> tuple[list[Any], bool]:
+        rows = await repo.claim_links(
+            conn, server_id=server_id, source=LinkStatus.QUEUED, limit=limit, now=now
+        )
+        # the server's row after the links, in one short update
+        seen = await repo.mark_claimed(conn, server_id=server_id, heartbeat=heartbeat, now=now)
+        if seen is None:
+            if await repo.server_status(conn, server_id) is None:
+                raise NotFound("Server not found")
+            return rows, False
+        more = min(limit - len(rows), seen.max_threads - seen.active_tasks)
         if more > 0:
-            connecting = await links_repo.claim_connect(
-                conn, server_id=server_id, limit=more, now=now
+            connecting = await repo.claim_links(
+                conn, server_id=server_id, source=LinkStatus.CONNECT, limit=more, now=now
             )
-            await servers_repo.add_tasks(conn, [(server_id, len(connecting))])
-            rows.extend(connecting)
-        await servers_repo.update(conn, server_id, {"last_active": now})
-        return rows
+            if connecting:
+                await repo.add_tasks(conn, server_id=server_id, n=len(connecting))
+                rows.extend(connecting)
+        return rows, True
 
-    rows = await ctx.db.run(work)
+    return await ctx.db.run(work)
+
+
+def _claimed(ctx: Context, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    decrypt = ctx.cipher.decrypt
     out = []
     for row in rows:
         item = views.link(row)
-        item["password"] = ctx.cipher.decrypt(row.password_enc)
+        item["password"] = decrypt(row.password_enc)
         out.append(item)
     return out
+
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Report:
+    """One result as a tool server reports it."""
+
+    link_id: uuid.UUID
+    status: str
+    profile_url: str | None = None
+    post_url: str | None = None
+    error: str | None = None
+    details: dict[str, Any] | None = None
+
+
+def _outcome(link: Any, report: Report, now: datetime, settings: Settings) -> repo.Outcome:
+    """What ``report`` makes of ``link``. A failed attempt's URLs are not kept on the link."""
+    details = report.details
+    if details is not None and "details" in link._fields:  # SQLite: merged here
+        details = {**(link.details if isinstance(link.details, dict) else {}), **details}
+    if report.status == LinkStatus.COMPLETED:
+        return repo.Outcome(
+            link.id, report.status, None, None, report.profile_url, report.post_url, details
+        )
+    delay = retry_delay(
+        link.retry_count, base=settings.retry_base_seconds, cap=settings.retry_max_seconds
+    )
+    retry_at = now + timedelta(seconds=delay)
+    return repo.Outcome(
+        link.id, report.status, report.error or "failed", retry_at, None, None, details
+    )
+
+
+@dataclass
+class _Applied:
+    answers: list[dict[str, Any]]
+    applied: int
+    rows: list[Any]
+
+
+async def _apply(
+    conn: AsyncConnection,
+    ctx: Context,
+    server_id: uuid.UUID,
+    reports: Sequence[Report],
+    now: datetime,
+    *,
+    rows: bool = False,
+) -> _Applied:
+    """Every report on its own, in a handful of statements: links (locked in id order), the
+    server's slots in one update, the requests' create-phase counts in one."""
+    found = await repo.lock_for_results(conn, [r.link_id for r in reports])
+    answers: list[dict[str, Any]] = []
+    outcomes = []
+    created: Counter[Any] = Counter()
+    for report in reports:
+        link = found.get(report.link_id)
+        if link is None or link.server_id != server_id:
+            answers.append({"id": report.link_id, "code": 404, "error": NOT_FOUND})
+        elif link.status not in WORKING:
+            answers.append({"id": report.link_id, "code": 409, "error": _not_working(link.status)})
+        else:
+            outcomes.append(_outcome(link, report, now, ctx.settings))
+            if report.status == LinkStatus.COMPLETED and link.phase == Phase.CREATE:
+                created[link.request_id] += 1
+            answers.append({"id": report.link_id, "code": 200})
+    updated = await repo.finish_links(conn, outcomes, now, rows=rows)
+    if outcomes:
+        await repo.end_tasks(conn, server_id=server_id, n=len(outcomes), now=now)
+    await repo.count_created(conn, created, now)
+    return _Applied(answers, len(outcomes), updated)
+
+
+async def report_results(
+    ctx: Context, *, server_id: uuid.UUID, reports: Sequence[Report]
+) -> tuple[int, list[dict[str, Any]]]:
+    """(how many applied, ``{"id", "code", "error"?}`` per report in the order given): each
+    report applied as :func:`report_result` would, all in one transaction."""
+    now = ctx.clock.now()
+    applied = await ctx.db.run(lambda conn: _apply(conn, ctx, server_id, reports, now))
+    if applied.applied:
+        wake.slots_freed(ctx)
+    return applied.applied, applied.answers
 
 
 async def report_result(
@@ -63,39 +222,19 @@ async def report_result(
 ) -> dict[str, Any]:
     """A running/connecting link of this server -> completed or failed; its slot is freed."""
     now = ctx.clock.now()
-    settings = ctx.settings
+    report = Report(link_id, status, profile_url, post_url, error, details)
 
     async def work(conn: AsyncConnection) -> Any:
-        link = await links_repo.get(conn, link_id)
-        if link is None or link.server_id != server_id:
-            raise NotFound("Link not found")
-        values: dict[str, Any] = {"status": status, "updated_at": now}
-        if profile_url is not None:
-            values["profile_url"] = profile_url
-        if post_url is not None:
-            values["post_url"] = post_url
-        if details is not None:
-            values["details"] = {**(link.details or {}), **details}
-        if status == LinkStatus.COMPLETED:
-            values["completed_at"] = now
-            values["error"] = None
-        else:
-            values["error"] = error or "failed"
-            delay = retry_delay(
-                link.retry_count, base=settings.retry_base_seconds, cap=settings.retry_max_seconds
-            )
-            values["retry_at"] = now + timedelta(seconds=delay)
-        row = await links_repo.finish(conn, link_id=link_id, server_id=server_id, values=values)
-        if row is None:
-            current = await links_repo.get(conn, link_id)
-            state = current.status if current is not None else "gone"
-            raise Conflict(f"Link is {state}; only a running or connecting link takes a result")
-        # the server row (every result of the server passes through it) is taken last, in one
-        # statement, so it is held only until the commit
-        await servers_repo.end_task(conn, server_id, now)
-        await wake.notify(ctx, conn)
-        if status == LinkStatus.COMPLETED and row.phase == Phase.CREATE:
-            await links_repo.add_created_links(conn, {row.request_id: 1}, now)
-        return row
+        applied = await _apply(conn, ctx, server_id, [report], now, rows=True)
+        answer = applied.answers[0]
+        if answer["code"] == 404:
+            raise NotFound(NOT_FOUND)
+        if answer["code"] == 409:
+            raise Conflict(answer["error"])
+        if applied.rows:
+            return applied.rows[0]
+        return await links_repo.get(conn, link_id)
 
-    return views.link(await ctx.db.run(work))
+    row = await ctx.db.run(work)
+    wake.slots_freed(ctx)
+    return views.link(row)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
+from pydantic import BaseModel, Field
+from starlette.types import Receive
 
 from assign.api import responses
 from assign.api.deps import MAX_LIMIT, Caller, Ctx, secured
@@ -13,7 +16,7 @@ from assign.api.responses import JSON
 from assign.api.schemas import inputs
 from assign.api.schemas import resources as out
 from assign.api.schemas.common import ItemOut, ListOut, error_responses
-from assign.errors import NotFound
+from assign.errors import InvalidInput, NotFound
 from assign.services import links, servers, tool
 
 router = APIRouter(
@@ -47,10 +50,32 @@ async def heartbeat(
     response_model=ListOut[out.ClaimedLinkOut],
 )
 async def claim(
-    ctx: Ctx, caller: Caller, body: Annotated[inputs.ClaimIn | None, Body()] = None
+    request: Request,
+    ctx: Ctx,
+    caller: Caller,
+    body: Annotated[inputs.ClaimIn | None, Body()] = None,
 ) -> JSON:
     limit = min(body.limit if body is not None else 10, MAX_LIMIT)
-    return responses.listing(await tool.claim(ctx, server_id=_server_id(caller), limit=limit))
+    wait = body.wait_seconds if body is not None else 0
+    if wait <= 0:
+        return responses.listing(await tool.claim(ctx, server_id=_server_id(caller), limit=limit))
+    gone = asyncio.Event()
+    watcher = asyncio.create_task(_watch_disconnect(request.receive, gone))
+    try:
+        claimed = await tool.claim(
+            ctx, server_id=_server_id(caller), limit=limit, wait_seconds=wait, gone=gone
+        )
+    finally:
+        watcher.cancel()
+    return responses.listing(claimed)
+
+
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    """Sets ``gone`` when the client goes away (the body is read already: what the server
+    hands over next is the disconnect)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
 
 
 #: ``:uuid`` so that ``GET /links/claim`` is a 405 (claim is a POST), not a malformed id;
@@ -88,3 +113,33 @@ async def report_result(
         details=body.details,
     )
     return responses.item(link)
+
+
+class ResultAnswer(BaseModel):
+    id: uuid.UUID
+    code: int = Field(description="200 applied, 404 not this server's link, 409 not running")
+    error: str | None = Field(None, description="why it was not applied (absent on 200)")
+
+
+class ResultsOut(BaseModel):
+    success: bool = True
+    updated: int = Field(description="how many results were applied (answered 200)")
+    data: list[ResultAnswer]
+
+
+@router.put(
+    "/links/results",
+    summary="Report results of many running or connecting links at once",
+    response_model=ResultsOut,
+)
+async def report_results(ctx: Ctx, caller: Caller, body: inputs.ResultsIn) -> JSON:
+    repeated = body.repeated()
+    if repeated is not None:
+        first, later = repeated
+        raise InvalidInput.field(f"results[{later}].id", f"repeats results[{first}].id")
+    reports = [
+        tool.Report(r.id, r.status, r.profile_url, r.post_url, r.error, r.details)
+        for r in body.results
+    ]
+    updated, answers = await tool.report_results(ctx, server_id=_server_id(caller), reports=reports)
+    return responses.ok(updated=updated, data=answers)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StrictBool, StrictFloat, StrictInt, StringConstraints, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from assign.api.schemas.common import DETAILS_SIZE, JSON_INT, Model
 from assign.domain.states import SERVICE_TYPES, AccountStatus, RequestStatus, ServerStatus
@@ -66,8 +75,26 @@ class HeartbeatIn(Model):
     active_threads: Count | None = None
 
 
+def _json_number(value: Any) -> Any:
+    # a JSON number: neither "5" nor true (which pydantic would take)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("float_type", "Input should be a valid number")
+    return value
+
+
 class ClaimIn(Model):
     limit: Annotated[int, Field(ge=1, le=2**31 - 1, description="clamped to 1000"), JSON_INT] = 10
+    wait_seconds: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=30,
+            allow_inf_nan=False,
+            description="when nothing is ready, wait up to this long for the dispatcher to "
+            "place links on this server",
+        ),
+        BeforeValidator(_json_number),
+    ] = 0
 
 
 class ResultIn(Model):
@@ -76,6 +103,25 @@ class ResultIn(Model):
     post_url: ShortText | None = None
     error: Annotated[str, StringConstraints(max_length=10_000)] | None = None
     details: Details = None
+
+
+class ResultItemIn(ResultIn):
+    id: uuid.UUID
+
+
+class ResultsIn(Model):
+    results: list[ResultItemIn] = Field(
+        min_length=1, max_length=1000, description="1 to 1,000 results of this server's links"
+    )
+
+    def repeated(self) -> tuple[int, int] | None:
+        """(first, later) indexes of the first id given twice, or None."""
+        seen: dict[uuid.UUID, int] = {}
+        for index, item in enumerate(self.results):
+            if item.id in seen:
+                return seen[item.id], index
+            seen[item.id] = index
+        return None
 
 
 class ServerCreateIn(Model):

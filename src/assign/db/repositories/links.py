@@ -233,9 +233,9 @@ async def retry_where(
     """Retryable links matching ``condition`` of open requests moved back to the queue (a
     connect-phase one only while its server exists); the moved rows.
 
-    Lock order: the links, then their servers (``FOR SHARE``: a deletion of the server waits,
-    or went first and canceled the link), then their requests (``FOR SHARE``: a request being
-    closed waits, or went first and the link stays failed)."""
+    Lock order: the links, then their servers (``FOR KEY SHARE``: a deletion of the server
+    waits, or went first and canceled the link), then their requests (``FOR KEY SHARE``: a
+    request being closed waits, or went first and the link stays failed)."""
     query = (
         sa.select(links.c.id, links.c.request_id, links.c.server_id, links.c.phase)
         .where(condition, rules.RETRYABLE)
@@ -247,9 +247,9 @@ async def retry_where(
     if not found:
         return []
     connect = [r.server_id for r in found if r.phase == Phase.CONNECT]
-    live = await locks.lock_ids(conn, servers, connect, share=True)
+    live = await locks.lock_ids(conn, servers, connect, key_share=True)
     open_ = await locks.lock_ids(
-        conn, requests, [r.request_id for r in found], share=True, where=~rules.request_closed()
+        conn, requests, [r.request_id for r in found], key_share=True, where=~rules.request_closed()
     )
     kept = [
         r.id

@@ -21,12 +21,16 @@ async def lock_ids(
     table: sa.Table,
     ids: Iterable[uuid.UUID | None],
     *,
-    share: bool = False,
+    key_share: bool = False,
     where: Any = None,
 ) -> set[uuid.UUID]:
     """The ids among ``ids`` whose rows of ``table`` exist (and match ``where``), locked in id
-    order, ``FOR SHARE`` or ``FOR UPDATE``. A row changed by a transaction this one waited
-    for is judged as that one left it (a deleted row is left out)."""
+    order, ``FOR UPDATE`` or ``FOR KEY SHARE``. A row changed by a transaction this one waited
+    for is judged as that one left it (a deleted row is left out).
+
+    ``FOR KEY SHARE`` waits only for a transaction holding the row ``FOR UPDATE`` (a deletion
+    of a server, a close of a request) and never for the counters' updates (a result's
+    ``active_tasks`` and ``created_links``), so placing links does not slow the results down."""
     wanted = sorted({i for i in ids if i is not None})
     if not wanted:
         return set()
@@ -37,7 +41,7 @@ async def lock_ids(
             query = query.where(where)
         query = query.order_by(table.c.id)
         if _pg(conn):
-            query = query.with_for_update(read=share)
+            query = query.with_for_update(read=key_share, key_share=key_share)
         found.update(r.id for r in await conn.execute(query))
     return found
 

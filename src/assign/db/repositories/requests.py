@@ -33,19 +33,20 @@ async def insert(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any]:
 async def get(
     conn: AsyncConnection, request_id: uuid.UUID, *, lock: bool = False, share: bool = False
 ) -> Row[Any] | None:
-    """The request row, or None; ``lock`` / ``share`` take its row lock FOR UPDATE / FOR SHARE
-    (PostgreSQL)."""
+    """The request row, or None; ``lock`` / ``share`` take its row lock FOR UPDATE / FOR KEY
+    SHARE (PostgreSQL: see ``locks.lock_ids``)."""
     query = sa.select(requests).where(requests.c.id == request_id)
     if (lock or share) and conn.dialect.name == "postgresql":
-        query = query.with_for_update(read=share and not lock)
+        shared = share and not lock
+        query = query.with_for_update(read=shared, key_share=shared)
     return (await conn.execute(query)).first()
 
 
 async def lock_for_links(
     conn: AsyncConnection, ids: Collection[uuid.UUID]
 ) -> dict[uuid.UUID, tuple[int, str]]:
-    """{id: (priority, status)} of the requests among ``ids`` that exist, locked ``FOR SHARE`` in
-    id order (PostgreSQL), so that none closes before the links made for it are committed."""
+    """{id: (priority, status)} of the requests among ``ids`` that exist, locked ``FOR KEY SHARE``
+    in id order (PostgreSQL), so that none closes before the links made for it are committed."""
     found: dict[uuid.UUID, tuple[int, str]] = {}
     unique = sorted(set(ids))
     for start in range(0, len(unique), 1000):
@@ -55,7 +56,7 @@ async def lock_for_links(
             .order_by(requests.c.id)
         )
         if conn.dialect.name == "postgresql":
-            query = query.with_for_update(read=True)
+            query = query.with_for_update(read=True, key_share=True)
         found.update({r.id: (r.priority, r.status) for r in await conn.execute(query)})
     return found
 

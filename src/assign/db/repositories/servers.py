@@ -129,11 +129,11 @@ _AVAILABLE_JSON_OF_SERVICE = json.encoding(_available(_AVAILABLE_COLUMNS, of_ser
 
 
 async def lock_placeable(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    """The ids among ``ids`` of tool servers that exist, locked ``FOR SHARE`` in id order
+    """The ids among ``ids`` of tool servers that exist, locked ``FOR KEY SHARE`` in id order
     (PostgreSQL): a deletion of one waits until the links placed on it are committed, or went
     first and the server is left out."""
     return await locks.lock_ids(
-        conn, servers, ids, share=True, where=servers.c.service != ASSIGN_SERVICE
+        conn, servers, ids, key_share=True, where=servers.c.service != ASSIGN_SERVICE
     )
 
 

@@ -1,0 +1,291 @@
+"""SQL of the tool API's hot paths: claims and results, a handful of statements whatever the count.
+
+Every statement is built once (building one and its cache key costs more Python than running it).
+Lock order: links (in id order, or SKIP LOCKED), then the server's row in one short update, then
+requests in id order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assign.db.tables import links, requests, servers
+from assign.db.views import AnyRow
+from assign.domain.states import LinkStatus, ServerStatus
+
+
+def _pg(conn: AsyncConnection) -> bool:
+    return conn.dialect.name == "postgresql"
+
+
+# --- claims ----------------------------------------------------------------------------------
+
+_ONLINE = sa.exists().where(
+    servers.c.id == sa.bindparam("sid"), servers.c.status == ServerStatus.ONLINE
+)
+
+
+def _claim_statement(source: str, target: str, *, pg: bool) -> Any:
+    picked = (
+        sa.select(links.c.id)
+        .where(links.c.server_id == sa.bindparam("sid"), links.c.status == source)
+        .order_by(links.c.priority.desc(), links.c.created_at, links.c.id)
+        .limit(sa.bindparam("limit", type_=sa.Integer))
+    )
+    if pg:
+        picked = picked.with_for_update(skip_locked=True)
+    # a CTE runs once; an IN (subquery) may be rescanned per row, and each rescan of
+    # LIMIT ... FOR UPDATE SKIP LOCKED skips the rows just updated and picks new ones
+    chosen = picked.cte("picked")
+    return (
+        links.update()
+        .where(links.c.id.in_(sa.select(chosen.c.id)), links.c.status == source, _ONLINE)
+        .values(status=target, started_at=sa.bindparam("now"), updated_at=sa.bindparam("now"))
+        .returning(links)
+    )
+
+
+_CLAIMS: dict[tuple[bool, str], Any] = {
+    (pg, source): _claim_statement(source, target, pg=pg)
+    for pg in (True, False)
+    for source, target in (
+        (LinkStatus.QUEUED, LinkStatus.RUNNING),
+        (LinkStatus.CONNECT, LinkStatus.CONNECTING),
+    )
+}
+
+
+async def claim_links(
+    conn: AsyncConnection, *, server_id: uuid.UUID, source: str, limit: int, now: datetime
+) -> list[AnyRow]:
+    """Up to ``limit`` of the server's ``source`` links (queued or connect) moved to running
+    (connecting), dispatch order; none unless the server is online."""
+    if limit <= 0:
+        return []
+    statement = _CLAIMS[(_pg(conn), source)]
+    values = {"sid": server_id, "limit": limit, "now": now}
+    rows = list((await conn.execute(statement, values)).all())
+    rows.sort(key=lambda r: (-r.priority, r.created_at, r.id))
+    return rows
+
+
+_SEEN = (
+    servers.update()
+    .where(servers.c.id == sa.bindparam("sid"), servers.c.status == ServerStatus.ONLINE)
+    .values(
+        last_active=sa.bindparam("now"),
+        last_health_check=sa.case(
+            (sa.bindparam("heartbeat", type_=sa.Boolean), sa.bindparam("now")),
+            else_=servers.c.last_health_check,
+        ),
+    )
+    .returning(servers.c.max_threads, servers.c.active_tasks)
+)
+
+
+async def mark_claimed(
+    conn: AsyncConnection, *, server_id: uuid.UUID, heartbeat: bool, now: datetime
+) -> AnyRow | None:
+    """An online server seen claiming (``heartbeat``: its heartbeat too); (max_threads,
+    active_tasks), or None when it is not online (or gone)."""
+    values = {"sid": server_id, "now": now, "heartbeat": heartbeat}
+    return (await conn.execute(_SEEN, values)).first()
+
+
+_STATUS = sa.select(servers.c.status).where(servers.c.id == sa.bindparam("sid"))
+
+
+async def server_status(conn: AsyncConnection, server_id: uuid.UUID) -> str | None:
+    """The server's status, or None when it does not exist."""
+    return (await conn.execute(_STATUS, {"sid": server_id})).scalar()
+
+
+_ADD_TASKS = (
+    servers.update()
+    .where(servers.c.id == sa.bindparam("sid"))
+    .values(active_tasks=servers.c.active_tasks + sa.bindparam("n", type_=sa.Integer))
+)
+
+
+async def add_tasks(conn: AsyncConnection, *, server_id: uuid.UUID, n: int) -> None:
+    """The server's ``active_tasks`` raised by ``n``."""
+    await conn.execute(_ADD_TASKS, {"sid": server_id, "n": n})
+
+
+# --- results ---------------------------------------------------------------------------------
+
+#: what a result needs to know of its link before it is applied
+_RESULT_COLUMNS = (
+    links.c.id, links.c.server_id, links.c.status, links.c.phase, links.c.request_id,
+    links.c.retry_count,
+)  # fmt: skip
+_LOCK_PG = (
+    sa.select(*_RESULT_COLUMNS)
+    .where(links.c.id == sa.any_(sa.bindparam("ids", type_=sa.ARRAY(sa.Uuid()))))
+    .order_by(links.c.id)
+    .with_for_update()
+)
+_LOCK_SQLITE = sa.select(*_RESULT_COLUMNS, links.c.details).where(
+    links.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+
+
+async def lock_for_results(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> dict[Any, AnyRow]:
+    """The links among ``ids`` (locked in id order), by id: what a result needs of each (on
+    SQLite also ``details``, merged there in Python)."""
+    statement = _LOCK_PG if _pg(conn) else _LOCK_SQLITE
+    rows = (await conn.execute(statement, {"ids": list(ids)})).all()
+    return {r.id: r for r in rows}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The new values of one link taking its result."""
+
+    id: uuid.UUID
+    status: str
+    error: str | None
+    retry_at: datetime | None
+    profile_url: str | None
+    post_url: str | None
+    details: dict[str, Any] | None  # to merge into the link's (PostgreSQL) or the merged whole
+
+
+_FINISH_PG = sa.text(
+    "UPDATE links SET status = v.status, updated_at = :now, error = v.error, "
+    "completed_at = CASE WHEN v.status = 'completed' THEN :now ELSE links.completed_at END, "
+    "retry_at = CASE WHEN v.status = 'failed' THEN v.retry_at ELSE links.retry_at END, "
+    "profile_url = COALESCE(v.profile_url, links.profile_url), "
+    "post_url = COALESCE(v.post_url, links.post_url), "
+    "details = CASE WHEN v.details IS NULL THEN links.details "
+    "WHEN jsonb_typeof(links.details) = 'object' THEN links.details || CAST(v.details AS jsonb) "
+    "ELSE CAST(v.details AS jsonb) END "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), CAST(:errors AS text[]), "
+    "CAST(:retry_ats AS timestamptz[]), CAST(:profiles AS text[]), CAST(:posts AS text[]), "
+    "CAST(:details AS text[])) AS v(id, status, error, retry_at, profile_url, post_url, details) "
+    "WHERE links.id = v.id"
+)
+_FINISH_PG_RETURNING = sa.text(_FINISH_PG.text + " RETURNING links.*").columns(*links.c)
+_FINISH_SQLITE = (
+    links.update()
+    .where(links.c.id == sa.bindparam("b_id"))
+    .values(
+        status=sa.bindparam("b_status"),
+        updated_at=sa.bindparam("now"),
+        error=sa.bindparam("b_error"),
+        completed_at=sa.case(
+            (sa.bindparam("b_status") == LinkStatus.COMPLETED, sa.bindparam("now")),
+            else_=links.c.completed_at,
+        ),
+        retry_at=sa.case(
+            (
+                sa.bindparam("b_status") == LinkStatus.FAILED,
+                sa.bindparam("b_retry_at", type_=links.c.retry_at.type),
+            ),
+            else_=links.c.retry_at,
+        ),
+        profile_url=sa.func.coalesce(
+            sa.bindparam("b_profile", type_=sa.String), links.c.profile_url
+        ),
+        post_url=sa.func.coalesce(sa.bindparam("b_post", type_=sa.String), links.c.post_url),
+        details=sa.case(
+            (sa.bindparam("b_keep", type_=sa.Boolean), links.c.details),
+            else_=sa.bindparam("b_details", type_=links.c.details.type),
+        ),
+    )
+)
+
+
+async def finish_links(
+    conn: AsyncConnection, outcomes: Sequence[Outcome], now: datetime, *, rows: bool = False
+) -> list[AnyRow]:
+    """Apply the outcomes (links locked by :func:`lock_for_results`) in one statement; with
+    ``rows``, the updated links (PostgreSQL; on SQLite read them with ``links.get``)."""
+    if not outcomes:
+        return []
+    if _pg(conn):
+        dumps = orjson.dumps
+        values = {
+            "now": now,
+            "ids": [o.id for o in outcomes],
+            "statuses": [o.status for o in outcomes],
+            "errors": [o.error for o in outcomes],
+            "retry_ats": [o.retry_at for o in outcomes],
+            "profiles": [o.profile_url for o in outcomes],
+            "posts": [o.post_url for o in outcomes],
+            "details": [None if o.details is None else dumps(o.details).decode() for o in outcomes],
+        }
+        result = await conn.execute(_FINISH_PG_RETURNING if rows else _FINISH_PG, values)
+        return list(result.all()) if rows else []
+    await conn.execute(
+        _FINISH_SQLITE,
+        [
+            {
+                "now": now,
+                "b_id": o.id,
+                "b_status": o.status,
+                "b_error": o.error,
+                "b_retry_at": o.retry_at,
+                "b_profile": o.profile_url,
+                "b_post": o.post_url,
+                "b_keep": o.details is None,
+                "b_details": o.details,
+            }
+            for o in outcomes
+        ],
+    )
+    return []
+
+
+_END_TASKS = (
+    servers.update()
+    .where(servers.c.id == sa.bindparam("sid"))
+    .values(
+        active_tasks=servers.c.active_tasks - sa.bindparam("n", type_=sa.Integer),
+        last_active=sa.bindparam("now"),
+    )
+)
+
+
+async def end_tasks(conn: AsyncConnection, *, server_id: uuid.UUID, n: int, now: datetime) -> None:
+    """``n`` of the server's links finished: its slots freed, the server seen active."""
+    await conn.execute(_END_TASKS, {"sid": server_id, "n": n, "now": now})
+
+
+_LOCK_REQUESTS = sa.text(
+    "SELECT 1 FROM requests WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+)
+_COUNT_PG = sa.text(
+    "UPDATE requests SET created_links = requests.created_links + v.n, updated_at = :now "
+    "FROM unnest(CAST(:ids AS uuid[]), CAST(:ns AS integer[])) AS v(id, n) "
+    "WHERE requests.id = v.id"
+)
+_COUNT_SQLITE = (
+    requests.update()
+    .where(requests.c.id == sa.bindparam("b_id"))
+    .values(
+        created_links=requests.c.created_links + sa.bindparam("b_n", type_=sa.Integer),
+        updated_at=sa.bindparam("now"),
+    )
+)
+
+
+async def count_created(conn: AsyncConnection, counts: dict[Any, int], now: datetime) -> None:
+    """Create-phase completions counted on their requests (rows locked in id order)."""
+    if not counts:
+        return
+    ids = sorted(counts)
+    if _pg(conn):
+        if len(ids) > 1:
+            await conn.execute(_LOCK_REQUESTS, {"ids": ids})
+        await conn.execute(_COUNT_PG, {"now": now, "ids": ids, "ns": [counts[i] for i in ids]})
+    else:
+        await conn.execute(_COUNT_SQLITE, [{"now": now, "b_id": i, "b_n": counts[i]} for i in ids])
