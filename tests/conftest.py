@@ -59,7 +59,8 @@ TEST_SECRET = "test-secret-" + "x" * 40
 DEFAULT_PG = "postgresql://root@127.0.0.1:5432/postgres"
 REQUIRE_PG = os.environ.get("ASSIGN_TEST_REQUIRE_POSTGRES") == "1"
 TABLES = ("links", "requests", "servers", "sites", "accounts", "settings", "admin_keys",
-          "idempotency_keys", "dispatcher_lease", "attempts", "throughput", "link_counts")  # fmt: skip
+          "idempotency_keys", "dispatcher_lease", "attempts", "throughput", "link_counts",
+          "links_archive")  # fmt: skip
 
 
 def _pg_admin_url() -> str | None:
