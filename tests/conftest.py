@@ -58,9 +58,10 @@ def steps(fraction: float) -> int:
 TEST_SECRET = "test-secret-" + "x" * 40
 DEFAULT_PG = "postgresql://root@127.0.0.1:5432/postgres"
 REQUIRE_PG = os.environ.get("ASSIGN_TEST_REQUIRE_POSTGRES") == "1"
+REQUIRE_BROWSER = os.environ.get("ASSIGN_TEST_REQUIRE_BROWSER") == "1"
 TABLES = ("links", "requests", "servers", "sites", "accounts", "settings", "admin_keys",
           "idempotency_keys", "dispatcher_lease", "attempts", "throughput", "link_counts",
-          "links_archive")  # fmt: skip
+          "ui_sessions", "dispatcher_ticks", "links_archive")  # fmt: skip
 
 
 def _pg_admin_url() -> str | None:
@@ -220,7 +221,8 @@ async def factory(ctx: Context, client: httpx.AsyncClient) -> Factory:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """Under ASSIGN_TEST_REQUIRE_POSTGRES=1 a skipped PostgreSQL case is a failure."""
+    """Under ASSIGN_TEST_REQUIRE_POSTGRES=1 a skipped PostgreSQL case is a failure, and under
+    ASSIGN_TEST_REQUIRE_BROWSER=1 a skipped browser test."""
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     if REQUIRE_PG and report.skipped and item.get_closest_marker("postgres") is not None:
@@ -228,3 +230,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = (
             f"PostgreSQL case skipped although PostgreSQL is required: {report.longrepr}"
         )
+    elif REQUIRE_BROWSER and report.skipped and item.get_closest_marker("browser") is not None:
+        report.outcome = "failed"
+        report.longrepr = f"Browser test skipped although a browser is required: {report.longrepr}"

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from assign import __version__
+from assign import __version__, ui
 from assign.api import errors
 from assign.api.middleware import (
     AuthMiddleware,
@@ -99,7 +99,8 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served from local assets by assign.ui.install_docs
+        root_path=settings.root_path,
         openapi_url="/openapi.json",
         redoc_url=None,
     )
@@ -112,6 +113,9 @@ def create_app(
     errors.install(app)
     for router in (worker.router, tool.router, admin.router, history.router, health.router):
         app.include_router(router)
+    ui.install_docs(app)
+    if settings.ui:
+        ui.install_console(app)
     # outermost last: context -> auth -> body limit -> JSON body -> routes
     app.add_middleware(JSONBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

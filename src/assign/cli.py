@@ -210,15 +210,23 @@ def migrate(revision: Annotated[str, typer.Argument(help="target revision")] = "
 @admin_key_app.command("create")
 def admin_key_create(
     name: Annotated[str, typer.Option(help="who uses it")] = "admin",
+    read_only: Annotated[
+        bool,
+        typer.Option(
+            "--read-only", help="may only read: no console actions, admin API writes refused"
+        ),
+    ] = False,
     as_json: Annotated[bool, JSON_OPTION] = False,
 ) -> None:
     """Create an admin key and print it (shown only this once)."""
     from assign.services import catalog
 
     settings = load_settings()
-    key = _with_context(settings, lambda ctx: catalog.create_admin_key(ctx, name=name))
+    key = _with_context(
+        settings, lambda ctx: catalog.create_admin_key(ctx, name=name, read_only=read_only)
+    )
     if as_json:
-        print_json({"name": name, "key": key})
+        print_json({"name": name, "key": key, "read_only": read_only})
         return
     err.print("admin key (shown only this once):")
     print(key)

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
         14.0, gt=0, description="attempts and throughput history kept this many days"
     )
     metrics_port: int = Field(9108, ge=0, le=65535, description="assign dispatch's /metrics")
+    ui: bool = Field(True, description="serve the operator console at /ui")
+    ui_session_hours: float = Field(12.0, gt=0, description="how long a console sign-in lasts")
     log_level: str = "INFO"
     log_json: bool = True
 

@@ -24,6 +24,8 @@ from assign.services.keys import Owner
 
 log = logging.getLogger("assign.access")
 
+#: what a read-only admin key may do
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SURFACES = {"/api/v1/worker": "worker", "/api/v1/tool": "tool", "/api/v1/admin": "admin"}
 #: The only paths served without a key, each with everything under it: health, metrics, the
 #: API documents and their static files, and the console (which checks its own session).
@@ -36,6 +38,8 @@ class Principal:
     kind: str  # worker | tool | admin
     server_id: uuid.UUID | None
     key_hash: str
+    #: an admin key that may only read: its writes are refused (403)
+    read_only: bool = False
 
 
 def _under(path: str, prefix: str) -> bool:
@@ -154,6 +158,9 @@ class AuthMiddleware:
                 scope, receive, send
             )
             return
+        if principal.read_only and scope["method"] not in READ_METHODS:
+            await error(403, "This admin key is read-only")(scope, receive, send)
+            return
         limiter = getattr(state, "rate_limiter", None)
         if limiter is not None:
             wait = limiter.acquire(principal.key_hash)
@@ -197,15 +204,18 @@ async def authenticate(state: Any, kind: str, key: str) -> Principal | None:
     owner = ctx.known_keys.get(digest)
     if owner is None:
         if kind == "admin":
-            owner = Owner(None, None) if await catalog.is_admin_key(ctx, key_hash=digest) else None
+            read_only = await catalog.admin_key_read_only(ctx, key_hash=digest)
+            owner = None if read_only is None else Owner(None, None, read_only)
         else:
             found = await servers.find_by_key(ctx, key_hash=digest)
-            owner = None if found is None else Owner(*found)
+            owner = None if found is None else Owner(found[0], found[1])
         if owner is None:
             return None
         ctx.known_keys.put(digest, owner)
     if kind == "admin":
-        return Principal("admin", None, digest) if owner.server_id is None else None
+        if owner.server_id is not None:
+            return None
+        return Principal("admin", None, digest, read_only=owner.read_only)
     if owner.server_id is None or owner.service is None:
         return None
     if servers.is_assign_server(owner.service) != (kind == "worker"):

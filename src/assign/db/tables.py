@@ -52,6 +52,8 @@ admin_keys = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created_at", UTCDateTime(), nullable=False),
+    # a read-only key: the console shows no actions, the admin API refuses its writes
+    sa.Column("read_only", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
 requests = sa.Table(
@@ -254,6 +256,30 @@ link_counts = sa.Table(
     sa.Column("request_id", sa.Uuid(), primary_key=True),
     sa.Column("status", sa.String(20), primary_key=True),
     sa.Column("n", sa.BigInteger, nullable=False),
+)
+
+# console sessions: the cookie holds a random id, only its SHA-256 digest is stored here
+ui_sessions = sa.Table(
+    "ui_sessions",
+    metadata,
+    sa.Column("id_hash", sa.String(64), primary_key=True),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("read_only", sa.Boolean, nullable=False),
+    sa.Column("csrf_token", sa.String(64), nullable=False),
+    # a one-line notice shown once on the next page (what the last action did)
+    sa.Column("flash", sa.Text),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("expires_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_ui_sessions_expires_at", "expires_at"),
+)
+
+# the acting dispatcher and the time of its last full tick (one row, shown by the console)
+dispatcher_ticks = sa.Table(
+    "dispatcher_ticks",
+    metadata,
+    sa.Column("name", sa.String(50), primary_key=True),
+    sa.Column("holder", sa.String(100), nullable=False),
+    sa.Column("ticked_at", UTCDateTime(), nullable=False),
 )
 
 

@@ -29,7 +29,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from assign.db.tables import dispatcher_lease
+from assign.db.tables import dispatcher_lease, dispatcher_ticks
 from assign.services.context import Context
 
 log = logging.getLogger("assign.dispatcher")
@@ -149,6 +149,21 @@ class Leadership:
         ).returning(dispatcher_lease.c.holder)
         async with self.ctx.db.transaction() as conn:
             return (await conn.execute(upsert)).first() is not None
+
+    async def record_tick(self, now: datetime) -> None:
+        """Write who leads and when it last ticked (the console's Overview shows it)."""
+        async with self.ctx.db.transaction() as conn:
+            done = await conn.execute(
+                dispatcher_ticks.update()
+                .where(dispatcher_ticks.c.name == LEASE_NAME)
+                .values(holder=self.holder, ticked_at=now)
+            )
+            if done.rowcount == 0:
+                await conn.execute(
+                    dispatcher_ticks.insert().values(
+                        name=LEASE_NAME, holder=self.holder, ticked_at=now
+                    )
+                )
 
     async def release(self) -> None:
         if self.uses_lease:

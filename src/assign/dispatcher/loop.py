@@ -50,6 +50,7 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
                     )
                     if full:
                         last_full = time.monotonic()
+                        await leadership.record_tick(ctx.clock.now())
                     metrics.tick_seconds.observe(time.perf_counter() - started)
                     busy = report.busy
                     if time.monotonic() - last_gauge > GAUGE_SECONDS:

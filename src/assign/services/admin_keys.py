@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from assign.db.repositories import admin_keys as repo
+from assign.db.repositories import sessions as sessions_repo
 from assign.errors import NotFound
 from assign.services.context import Context
 
@@ -19,7 +22,13 @@ async def list_admin_keys(ctx: Context) -> list[dict[str, Any]]:
 
 async def revoke_admin_key(ctx: Context, *, key_id: uuid.UUID) -> None:
     """Delete the key: refused at once by this process, within ``ASSIGN_KEY_CACHE_SECONDS``
-    by the others (see services.keys)."""
-    if not await ctx.db.run(lambda conn: repo.delete_key(conn, key_id)):
-        raise NotFound("Admin key not found")
+    by the others (see services.keys); the console sessions it started end with it."""
+
+    async def work(conn: AsyncConnection) -> None:
+        digest = await repo.delete_key(conn, key_id)
+        if digest is None:
+            raise NotFound("Admin key not found")
+        await sessions_repo.delete_of_key(conn, digest)
+
+    await ctx.db.run(work)
     ctx.known_keys.clear()

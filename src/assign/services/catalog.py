@@ -138,19 +138,21 @@ async def put_settings(ctx: Context, *, group: str, values: dict[str, str]) -> d
     return await ctx.db.run(work)
 
 
-async def create_admin_key(ctx: Context, *, name: str) -> str:
-    """A new admin key (shown once; only its digest is stored)."""
+async def create_admin_key(ctx: Context, *, name: str, read_only: bool = False) -> str:
+    """A new admin key (shown once; only its digest is stored); ``read_only`` may only read."""
     key = keys.generate_key()
     values = {
         "id": uuid.uuid4(),
         "name": name,
         "key_hash": keys.hash_key(key),
         "created_at": ctx.clock.now(),
+        "read_only": read_only,
     }
     await ctx.db.run(lambda conn: repo.insert_admin_key(conn, values))
     return key
 
 
-async def is_admin_key(ctx: Context, *, key_hash: str) -> bool:
+async def admin_key_read_only(ctx: Context, *, key_hash: str) -> bool | None:
+    """Whether the stored admin key with this digest is read-only; None when it is no admin key."""
     async with ctx.db.read() as conn:
-        return await repo.admin_key_exists(conn, key_hash)
+        return await repo.admin_key_read_only(conn, key_hash)

@@ -22,6 +22,8 @@ class Owner(NamedTuple):
 
     server_id: UUID | None
     service: str | None
+    #: an admin key that may only read (see ``assign admin-key create --read-only``)
+    read_only: bool = False
 
 
 class KeyCache:

@@ -19,7 +19,7 @@ async def list_keys(conn: AsyncConnection) -> Sequence[Row[Any]]:
     return (await conn.execute(sa.select(*shown).order_by(admin_keys.c.created_at))).all()
 
 
-async def delete_key(conn: AsyncConnection, key_id: uuid.UUID) -> bool:
-    """Whether an admin key with this id existed (it is gone now)."""
-    result = await conn.execute(admin_keys.delete().where(admin_keys.c.id == key_id))
-    return bool(result.rowcount)
+async def delete_key(conn: AsyncConnection, key_id: uuid.UUID) -> str | None:
+    """The digest of the admin key with this id (it is gone now), or None when there was none."""
+    query = admin_keys.delete().where(admin_keys.c.id == key_id).returning(admin_keys.c.key_hash)
+    return (await conn.execute(query)).scalar_one_or_none()

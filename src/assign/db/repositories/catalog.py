@@ -123,6 +123,8 @@ async def insert_admin_key(conn: AsyncConnection, values: dict[str, Any]) -> Non
     await conn.execute(admin_keys.insert().values(**values))
 
 
-async def admin_key_exists(conn: AsyncConnection, key_hash: str) -> bool:
-    query = sa.select(admin_keys.c.id).where(admin_keys.c.key_hash == key_hash)
-    return (await conn.execute(query)).first() is not None
+async def admin_key_read_only(conn: AsyncConnection, key_hash: str) -> bool | None:
+    """Whether the admin key with this digest is read-only; None when there is no such key."""
+    query = sa.select(admin_keys.c.read_only).where(admin_keys.c.key_hash == key_hash)
+    row = (await conn.execute(query)).first()
+    return None if row is None else bool(row.read_only)

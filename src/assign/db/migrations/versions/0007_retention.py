@@ -1,7 +1,7 @@
 """retention: links_archive, requests.archived_at, autovacuum settings of the hot tables
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 
 * ``links_archive``: the links of requests closed longer than ``ASSIGN_ARCHIVE_AFTER_DAYS`` ago,
   moved out of ``links`` by the leading dispatcher (services.retention), without their password.
@@ -29,7 +29,7 @@ from alembic import op
 from assign.db.types import JSONType, UTCDateTime
 
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
