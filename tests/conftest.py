@@ -61,7 +61,7 @@ REQUIRE_PG = os.environ.get("ASSIGN_TEST_REQUIRE_POSTGRES") == "1"
 REQUIRE_BROWSER = os.environ.get("ASSIGN_TEST_REQUIRE_BROWSER") == "1"
 TABLES = ("links", "requests", "servers", "sites", "accounts", "settings", "admin_keys",
           "idempotency_keys", "dispatcher_lease", "attempts", "throughput", "link_counts",
-          "ui_sessions", "dispatcher_ticks")  # fmt: skip
+          "ui_sessions", "dispatcher_ticks", "links_archive")  # fmt: skip
 
 
 def _pg_admin_url() -> str | None:

@@ -14,6 +14,7 @@ from rich.table import Table
 from assign.cli_commands.admin_keys import admin_key_app
 from assign.cli_commands.common import console, err, fail, load_settings, print_json
 from assign.cli_commands.common import with_context as _with_context
+from assign.cli_commands.export import export_command
 from assign.cli_commands.servers import JSON_OPTION, server_app
 from assign.settings import Settings
 
@@ -27,6 +28,7 @@ secrets_app = typer.Typer(help="Manage the password-encryption secret.", no_args
 app.add_typer(server_app, name="server")
 app.add_typer(admin_key_app, name="admin-key")
 app.add_typer(secrets_app, name="secrets")
+app.command("export")(export_command)
 
 __all__ = ["app", "console", "err", "load_settings", "main"]
 

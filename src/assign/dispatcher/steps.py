@@ -18,7 +18,7 @@ from assign.dispatcher import events
 from assign.domain import dispatch as policy
 from assign.domain.ratelimit import RateLimit, allowance, start_of_day
 from assign.domain.states import RequestStatus
-from assign.services import wake
+from assign.services import retention, wake
 from assign.services.context import Context
 from assign.services.requests import connect_in
 
@@ -40,6 +40,7 @@ class TickReport:
     held_back: int = 0
     started: int = 0
     finished: dict[str, int] = field(default_factory=dict)
+    archived: int = 0
 
     @property
     def busy(self) -> bool:
@@ -254,6 +255,12 @@ async def close_requests(ctx: Context, now: datetime, report: TickReport) -> Non
     await ctx.db.run(work)
 
 
+async def archive_closed_links(ctx: Context, now: datetime, report: TickReport) -> None:
+    """Housekeeping: one batch of long-closed requests' links to the archive (the leader's
+    job, so it runs as a step; see services.retention)."""
+    report.archived += await retention.archive_closed(ctx, now=now)
+
+
 Step = Callable[[Context, datetime, "TickReport"], Awaitable[None]]
 STEPS: tuple[Step, ...] = (
     expire_lost_servers,
@@ -262,6 +269,7 @@ STEPS: tuple[Step, ...] = (
     cancel_exhausted,
     assign_pending,
     close_requests,
+    archive_closed_links,
 )
 
 
