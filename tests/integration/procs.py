@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +26,8 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from assign.dispatcher.leader import LOCK_KEY
+from assign.testing import databases
+from assign.testing.databases import plain_url
 from tests.conftest import TEST_SECRET
 
 #: how long a process may take to start (imports and all) on a busy machine
@@ -44,11 +45,6 @@ WHERE l.locktype = 'advisory' AND l.granted
   AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 1
   AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 """
-
-
-def plain_url(url: str) -> str:
-    """``postgresql+asyncpg://...`` -> ``postgresql://...`` (what asyncpg and operators use)."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
 
 
 def assign_env(database_url: str, **settings: Any) -> dict[str, str]:
@@ -77,27 +73,11 @@ def free_port(ports: range = PORTS) -> int:
 
 
 @contextlib.asynccontextmanager
-async def migrated_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
-    """A new database migrated to head (its ``postgresql://`` URL), dropped on exit."""
-    from assign.db.migrate import upgrade
-    from tests.conftest import _with_database
-
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(plain_url(admin_url))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        url = _with_database(admin_url, name)
-        await asyncio.to_thread(upgrade, url)
+async def migrated_database(admin_url: str, prefix: str, template: str) -> AsyncIterator[str]:
+    """A new database cloned from the migrated ``template`` (its ``postgresql://`` URL),
+    dropped on exit."""
+    async with databases.scratch_database(admin_url, prefix, template=template) as url:
         yield plain_url(url)
-    finally:
-        conn = await asyncpg.connect(plain_url(admin_url))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
 
 async def run_cli(env: dict[str, str], *args: str) -> str:
