@@ -121,6 +121,10 @@ class ApiServer:
 # --- data ------------------------------------------------------------------------------------
 
 
+REQUEST_COLUMNS = ("id", "service_type", "name", "website", "status", "type_request", "priority",
+                   "created_at", "updated_at")  # fmt: skip
+
+
 async def add_fleet(
     conn: asyncpg.Connection, *, n_requests: int, n_servers: int
 ) -> tuple[list[tuple[uuid.UUID, str, int]], list[uuid.UUID]]:
@@ -139,17 +143,7 @@ async def add_fleet(
             (rid, kind, f"campaign {i}", "https://example.com", "running", "normal", prio, now, now)
             for i, (rid, kind, prio) in enumerate(reqs)
         ],
-        columns=(
-            "id",
-            "service_type",
-            "name",
-            "website",
-            "status",
-            "type_request",
-            "priority",
-            "created_at",
-            "updated_at",
-        ),
+        columns=REQUEST_COLUMNS,
     )
     servers = [uuid.uuid4() for _ in range(n_servers)]
     await conn.copy_records_to_table(
