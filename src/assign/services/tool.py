@@ -13,7 +13,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign import metrics
 from assign.db import views
+from assign.db.repositories import history as history_repo
 from assign.db.repositories import links as links_repo
 from assign.db.repositories import tool as repo
 from assign.domain.backoff import retry_delay
@@ -133,6 +135,7 @@ def _stale(seen: datetime | None, now: datetime) -> bool:
 
 
 def _claimed(ctx: Context, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    metrics.links_claimed.inc(len(rows))
     decrypt = ctx.cipher.decrypt
     out = []
     for row in rows:
@@ -209,6 +212,17 @@ async def _apply(
     updated = await repo.apply_outcomes(
         conn, outcomes, server_id=server_id, created=dict(created), now=now
     )
+    # a failed attempt's URLs stay with the attempt (the trigger recorded the link's: none)
+    await history_repo.set_attempt_urls(
+        conn,
+        [
+            (r.link_id, r.profile_url, r.post_url)
+            for r, a in zip(reports, answers, strict=True)
+            if a["code"] == 200
+            and r.status != LinkStatus.COMPLETED
+            and (r.profile_url or r.post_url)
+        ],
+    )
     return _Applied(answers, len(outcomes), updated)
 
 
@@ -221,6 +235,9 @@ async def report_results(
     applied = await ctx.db.run(lambda conn: _apply(conn, ctx, server_id, reports, now))
     if applied.applied:
         wake.slots_freed(ctx)
+    for report, answer in zip(reports, applied.answers, strict=True):
+        if answer["code"] == 200:
+            metrics.link_results.labels(report.status).inc()
     return applied.applied, applied.answers
 
 
@@ -252,4 +269,5 @@ async def report_result(
 
     row = await ctx.db.run(work)
     wake.slots_freed(ctx)
+    metrics.link_results.labels(status).inc()
     return views.link(row)
