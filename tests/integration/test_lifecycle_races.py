@@ -345,3 +345,61 @@ async def test_a_result_and_the_lost_server_step_never_deadlock(
     assert await db.fetchval("SELECT status FROM servers WHERE id = $1", sid) == "offline"
     assert (await _one_link(db, link["id"]))["status"] == "completed"
     await assert_active_tasks_consistent(other_ctx)
+
+
+async def _held_while(
+    db: asyncpg.Connection,
+    held_ctx: Context,
+    held: Callable[[], Awaitable[Any]],
+    other: Callable[[], Awaitable[Any]],
+) -> tuple[Any, Any]:
+    """``held()`` in a transaction kept open while ``other()`` starts and either waits for a row
+    lock or finishes without one (a claim skips locked links); then committed."""
+    async with held_ctx.db.transaction():
+        first = await held()
+        task = asyncio.create_task(other())
+        for _ in range(100):
+            if task.done() or await db.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'"
+            ):
+                break
+            await asyncio.sleep(0.02)
+    return first, await asyncio.wait_for(task, 10)
+
+
+@pytest.mark.parametrize("first", FIRST)
+async def test_maintenance_against_a_claim(
+    sides: tuple[Context, Context], factory: Factory, db: asyncpg.Connection, first: str
+) -> None:
+    """A server set to maintenance while it claims: either the claim came first (its links run
+    on and finish normally) or the maintenance did (the claim gets nothing and the queued links
+    are back in the queue); never a link queued on a server in maintenance or running unclaimed."""
+    held_ctx, other_ctx = sides
+    server = await factory.server()
+    request = await factory.request()
+    links = await factory.links(request, 3, server_id=server["id"])
+    sid = uuid.UUID(server["id"])
+
+    def maintenance(ctx: Context) -> Callable[[], Awaitable[Any]]:
+        return lambda: servers_service.set_status(ctx, server_id=sid, status="maintenance")
+
+    def claim(ctx: Context) -> Callable[[], Awaitable[Any]]:
+        return lambda: tool_service.claim(ctx, server_id=sid, limit=10)
+
+    if first == "held first":  # maintenance first: nothing to claim, the links are pending
+        _, claimed = await _held_while(db, held_ctx, maintenance(held_ctx), claim(other_ctx))
+        assert claimed == []
+        expected = {("pending", None)}
+    else:  # the claim first: its links run on; maintenance releases nothing more
+        claimed, _ = await _held_while(db, held_ctx, claim(held_ctx), maintenance(other_ctx))
+        assert sorted(str(c["id"]) for c in claimed) == sorted(str(lk["id"]) for lk in links)
+        expected = {("running", sid)}
+    rows = [await _one_link(db, lk["id"]) for lk in links]
+    assert {(r["status"], r["server_id"]) for r in rows} == expected
+    assert (await factory.get_server(server["id"]))["status"] == "maintenance"
+    # a link placed there explicitly now is accepted, and still not claimed (§9)
+    [placed] = await factory.links(await factory.request(), 1, server_id=server["id"])
+    assert await tool_service.claim(other_ctx, server_id=sid, limit=10) == []
+    assert (await _one_link(db, placed["id"]))["status"] == "queued"
+    await assert_active_tasks_consistent(other_ctx)
