@@ -100,7 +100,6 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         docs_url=None,  # served from local assets by assign.ui.install_docs
-        root_path=settings.root_path,
         openapi_url="/openapi.json",
         redoc_url=None,
     )

@@ -238,24 +238,27 @@ attempts = sa.Table(
     sa.Index("ix_attempts_started_at", "started_at", postgresql_using="brin"),
 )
 
-#: completions and failures per minute, by server (``kind`` 'server') and by request
+#: completions and failures per minute, by server (``kind`` 'server') and by request; rows of
+#: differences appended by the triggers, summed by readers, folded together by the leader
 throughput = sa.Table(
     "throughput",
     metadata,
-    sa.Column("kind", sa.String(10), primary_key=True),
-    sa.Column("minute", UTCDateTime(), primary_key=True),
-    sa.Column("key", sa.Uuid(), primary_key=True),
+    sa.Column("kind", sa.String(10), nullable=False),
+    sa.Column("minute", UTCDateTime(), nullable=False),
+    sa.Column("key", sa.Uuid(), nullable=False),
     sa.Column("completed", sa.Integer, nullable=False, server_default="0"),
     sa.Column("failed", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_throughput_kind_minute_key", "kind", "minute", "key"),
 )
 
-#: links by (request, status); rows may hold 0
+#: links by (request, status), as rows of differences like ``throughput``
 link_counts = sa.Table(
     "link_counts",
     metadata,
-    sa.Column("request_id", sa.Uuid(), primary_key=True),
-    sa.Column("status", sa.String(20), primary_key=True),
+    sa.Column("request_id", sa.Uuid(), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
     sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Index("ix_link_counts_request_id_status", "request_id", "status"),
 )
 
 # console sessions: the cookie holds a random id, only its SHA-256 digest is stored here

@@ -62,9 +62,7 @@ class Leadership:
             self._mode = "lease" if self._lock_engine is None else "lock"
         if self._lock_engine is None:
             leading = await self._renew_lease(now)
-            if leading and not self._leading:
-                log.info("dispatcher became leader", extra={"holder": self.holder})
-            self._leading = leading
+            self._leading = leading  # the loop logs the change (dispatcher.events)
             return leading
         return await self._hold_lock(self._lock_engine)
 
@@ -82,8 +80,7 @@ class Leadership:
                     await self._drop(held=False)
                     return False
                 await self._expire_when_idle(self._conn)
-                log.info("dispatcher became leader", extra={"holder": self.holder})
-                return True
+                return True  # the loop logs the change (dispatcher.events)
             await self._conn.execute(sa.text("SELECT 1"))  # still connected, so still the holder
             return True
         except Exception as exc:

@@ -10,10 +10,11 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign import metrics
-from assign.db.repositories import catalog
+from assign.db.repositories import catalog, lost_servers
 from assign.db.repositories import dispatch as repo
 from assign.db.repositories import links as links_repo
 from assign.db.repositories import requests as requests_repo
+from assign.dispatcher import events
 from assign.domain import dispatch as policy
 from assign.domain.ratelimit import RateLimit, allowance, start_of_day
 from assign.domain.states import RequestStatus
@@ -53,13 +54,15 @@ async def expire_lost_servers(ctx: Context, now: datetime, report: TickReport) -
     settings = ctx.settings
     silent_since = now - timedelta(minutes=settings.server_timeout_minutes)
 
+    lost_log: list[dict[str, object]] = []
+
     async def work(conn: AsyncConnection) -> None:
-        silent = await repo.silent_servers(conn, silent_since=silent_since)
-        await repo.lock_step_one(conn, server_ids=silent)  # links, then servers
-        lost = await repo.expire_servers(
+        silent = await lost_servers.silent_servers(conn, silent_since=silent_since)
+        await lost_servers.lock_step_one(conn, server_ids=silent)  # links, then servers
+        lost = await lost_servers.expire_servers(
             conn, server_ids=silent, silent_since=silent_since, now=now
         )
-        released = await repo.release_queued(conn, now=now)
+        released = await lost_servers.release_queued(conn, now=now)
         failed = []
         if lost:
             failed = await repo.fail_working(
@@ -76,8 +79,10 @@ async def expire_lost_servers(ctx: Context, now: datetime, report: TickReport) -
         report.servers_lost += len(lost)
         report.released += len(released)
         report.lost_failed += len(failed)
+        lost_log[:] = await events.describe_lost(conn, lost, released, failed)
 
     await ctx.db.run(work)
+    events.log_lost(lost_log)
     metrics.rescued.labels("server_lost").inc(report.lost_failed + report.released)
 
 

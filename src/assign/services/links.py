@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign import metrics
 from assign.db import views
 from assign.db.json import JSONArray
 from assign.db.repositories import archive
@@ -113,7 +114,9 @@ async def create_links(ctx: Context, *, items: Sequence[NewLink]) -> int:
         await wake.notify(ctx, conn)
         return len(items)
 
-    return await ctx.db.run(work)
+    created = await ctx.db.run(work)
+    metrics.links_created.inc(created)
+    return created
 
 
 async def _sites(conn: AsyncConnection, items: Sequence[NewLink]) -> set[uuid.UUID]:
@@ -131,12 +134,13 @@ def _check_references(
     """400 naming each link whose request, server or site does not exist (a server: or is an
     assign server); else 409 naming each link of a closed request."""
     statuses = {request_id.int: status for request_id, (_, status) in found.items()}
+    shut = {n for n, status in statuses.items() if is_closed(status)}
     missing, closed = [], []
     for index, (item, request_int) in enumerate(zip(items, request_ints, strict=True)):
         status = statuses.get(request_int)
         if status is None:
             missing.append({"field": f"links[{index}].request_id", "message": "request not found"})
-        elif is_closed(status):
+        elif request_int in shut:
             closed.append(
                 {"field": f"links[{index}].request_id", "message": f"request is {status}"}
             )

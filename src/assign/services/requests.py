@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign import metrics
 from assign.db import views
 from assign.db.repositories import archive, locks
 from assign.db.repositories import links as links_repo
@@ -16,6 +17,7 @@ from assign.db.tables import links, servers
 from assign.domain.states import (
     ACTIVE,
     CANCELED_ON_CLOSE,
+    REQUEST_FINAL,
     LinkStatus,
     RequestStatus,
     is_closed,
@@ -125,7 +127,9 @@ async def set_status(ctx: Context, *, request_id: uuid.UUID, status: str) -> dic
         row = await _enter_status(conn, request_id, status, now)
         return views.request(row)
 
-    return await ctx.db.run(work)
+    answer = await ctx.db.run(work)
+    count_finished(status)
+    return answer
 
 
 async def _lock_links(
@@ -205,7 +209,9 @@ async def complete(ctx: Context, *, request_id: uuid.UUID) -> dict[str, Any]:
         await _enter_status(conn, request_id, RequestStatus.COMPLETED, now)
         return {"updated": True}
 
-    return await ctx.db.run(work)
+    answer = await ctx.db.run(work)
+    count_finished(RequestStatus.COMPLETED)
+    return answer
 
 
 async def update_request(
@@ -231,4 +237,13 @@ async def update_request(
         assert row is not None
         return views.request(row)
 
-    return await ctx.db.run(work)
+    answer = await ctx.db.run(work)
+    if status is not None:
+        count_finished(status)
+    return answer
+
+
+def count_finished(status: str) -> None:
+    """Count a request closed by an API call (the dispatcher counts those it closes)."""
+    if status in REQUEST_FINAL:
+        metrics.requests_finished.labels(str(status)).inc()
