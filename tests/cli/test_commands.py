@@ -166,7 +166,10 @@ def test_missing_sqlite_directory_is_one_line(tmp_path: Any) -> None:
 
 @pytest.mark.postgres
 def test_missing_and_unmigrated_postgres_databases_are_one_line(pg_url: str) -> None:
-    from tests.conftest import _admin_execute, _with_database
+    from assign.testing.databases import admin_execute
+    from tests.conftest import PG_ADMIN_URL, _with_database
+
+    assert PG_ADMIN_URL is not None
 
     env = {
         "ASSIGN_DATABASE_URL": _with_database(pg_url, "assign_nowhere_0"),
@@ -174,13 +177,13 @@ def test_missing_and_unmigrated_postgres_databases_are_one_line(pg_url: str) -> 
     }
     assert 'database "assign_nowhere_0" does not exist' in fails(env, "stats")
     name = f"assign_empty_{uuid.uuid4().hex[:8]}"
-    asyncio.run(_admin_execute([f'CREATE DATABASE "{name}"']))
+    asyncio.run(admin_execute(PG_ADMIN_URL, f'CREATE DATABASE "{name}"'))
     try:
         env["ASSIGN_DATABASE_URL"] = _with_database(pg_url, name)
         assert "run `assign migrate`" in fails(env, "stats")
         assert "run `assign migrate` first" in fails(env, "dispatch")
     finally:
-        asyncio.run(_admin_execute([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)']))
+        asyncio.run(admin_execute(PG_ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture

@@ -71,6 +71,10 @@ async def links_ready(ctx: Context, conn: AsyncConnection, server_ids: Iterable[
     })  # fmt: skip
 
 
+async def _send_notify(conn: AsyncConnection) -> None:
+    await conn.execute(sa.text(f"NOTIFY {WAKE_CHANNEL}"))
+
+
 class Hub:
     """This process's waiting claims by server, and the one connection that LISTENs for them."""
 
@@ -184,7 +188,7 @@ class Hub:
             try:
                 # committed: through a pooler a read is a transaction rolled back, and a
                 # NOTIFY rolled back is never delivered
-                await ctx.db.run(lambda conn: conn.execute(sa.text(f"NOTIFY {WAKE_CHANNEL}")))
+                await ctx.db.run(_send_notify)
             except Exception as exc:
                 log.debug("wake-up not sent", extra={"error": type(exc).__name__})
             await asyncio.sleep(WAKE_GAP)

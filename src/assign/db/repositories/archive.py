@@ -8,8 +8,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import visitors
 
@@ -96,20 +94,13 @@ async def move_links(
 
 
 async def keep_counted(conn: AsyncConnection, moved: Sequence[tuple[uuid.UUID, str, int]]) -> None:
-    """Add the moved links back to ``link_counts`` (its delete trigger took them out): a
-    request's counts include its archived links."""
-    if not moved:
-        return
-    insert: Any = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(link_counts).values(
-        [{"request_id": r, "status": s, "n": n} for r, s, n in sorted(moved)]
-    )
-    await conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=[link_counts.c.request_id, link_counts.c.status],
-            set_={"n": link_counts.c.n + statement.excluded.n},
+    """Add the moved links back to ``link_counts`` (rows of differences; its delete trigger
+    subtracted them): a request's counts include its archived links."""
+    if moved:
+        await conn.execute(
+            link_counts.insert(),
+            [{"request_id": r, "status": s, "n": n} for r, s, n in sorted(moved)],
         )
-    )
 
 
 async def mark_archived(
