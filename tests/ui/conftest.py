@@ -26,7 +26,8 @@ import httpx
 import pytest
 
 from assign.db.migrate import upgrade
-from tests.conftest import PG_ADMIN_URL, PG_SKIP, _admin_execute, _with_database
+from assign.testing import databases
+from tests.conftest import PG_ADMIN_URL, PG_SKIP
 from tests.integration.procs import assign_env, free_port
 
 ADMIN_KEY = "asg_console-test-admin-key-" + "k" * 20
@@ -159,16 +160,15 @@ def console(
         return
     if PG_ADMIN_URL is None:
         pytest.skip(PG_SKIP)
-    name = f"assign_ui_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    url = _with_database(PG_ADMIN_URL, name)
-    aside(lambda: asyncio.run(_admin_execute([f'CREATE DATABASE "{name}"'])))
+    admin_url = PG_ADMIN_URL
+    name = databases.unique_name("assign_ui")
+    url = databases.with_database(admin_url, name)
+    aside(lambda: asyncio.run(databases.create_database(admin_url, name)))
     try:
         aside(lambda: upgrade(url))
         yield from _start(url, tmp)
     finally:
-        aside(
-            lambda: asyncio.run(_admin_execute([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)']))
-        )
+        aside(lambda: asyncio.run(databases.drop_database(admin_url, name)))
 
 
 def aside(work: Callable[[], object]) -> None:
