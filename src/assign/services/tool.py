@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db import views
 from assign.db.repositories import links as links_repo
+from assign.db.repositories import servers as servers_repo
 from assign.db.repositories import tool as repo
 from assign.domain.backoff import retry_delay
 from assign.domain.states import WORKING, LinkStatus, Phase
@@ -107,7 +108,7 @@ async def _claim_once(
                 conn, server_id=server_id, source=LinkStatus.CONNECT, limit=more, now=now
             )
             if connecting:
-                await repo.add_tasks(conn, server_id=server_id, n=len(connecting))
+                await servers_repo.add_tasks(conn, [(server_id, len(connecting))])
                 rows.extend(connecting)
         return rows, True
 
@@ -192,7 +193,7 @@ async def _apply(
             answers.append({"id": report.link_id, "code": 200})
     updated = await repo.finish_links(conn, outcomes, now, rows=rows)
     if outcomes:
-        await repo.end_tasks(conn, server_id=server_id, n=len(outcomes), now=now)
+        await servers_repo.add_tasks(conn, [(server_id, -len(outcomes))], active_at=now)
     await repo.count_created(conn, created, now)
     return _Applied(answers, len(outcomes), updated)
 

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign.db import dialect
 from assign.db.tables import attempts, link_counts, links, throughput
 from assign.db.views import AnyRow
 
@@ -131,7 +132,7 @@ async def account_samples(
     out: dict[uuid.UUID, tuple[int, int, int]] = {}
     if not request_ids:
         return out
-    if conn.dialect.name == "postgresql":
+    if dialect.bulk_arrays(conn):
         rows = await conn.execute(
             sa.text(
                 "SELECT r.id, count(s.*), count(s.email), count(DISTINCT s.email) "
