@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import random
 import time
 import uuid
@@ -208,6 +209,17 @@ def report(phases: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
     return common.table(headers, rows), summary
 
 
+async def load_large(conn: asyncpg.Connection, rows_1m: int, servers: list[uuid.UUID]) -> None:
+    """``rows_1m`` links in each of the three tables, then a checkpoint."""
+    print(f"loading {rows_1m:,} links into each table ...", flush=True)
+    started = time.perf_counter()
+    await conn.execute("TRUNCATE links, links_raw, links_raw_nofk")
+    for t in ("links", "links_raw", "links_raw_nofk"):
+        await common.generate_links(conn, t, rows_1m, servers)
+    await conn.execute("CHECKPOINT")
+    print(f"loaded in {time.perf_counter() - started:.0f} s", flush=True)
+
+
 async def main(batches: int, rows_1m: int, port: int, keep: bool) -> list[dict[str, Any]]:
     print(f"== bulk insert: {BATCH:,} links a batch, {batches} batches per path and table size")
     async with common.scratch_database(DB_NAME, keep=keep) as url:
@@ -225,50 +237,19 @@ async def main(batches: int, rows_1m: int, port: int, keep: bool) -> list[dict[s
                     headers={"X-API-Key": key, "Content-Type": "application/json"},
                     timeout=120,
                 ) as client:
-                    # warm-up: first connections, prepared statements, imports
-                    await run_phase(
-                        label="warm-up",
-                        conn=conn,
-                        client=client,
-                        server_pid=api.pid,
-                        reqs=reqs,
+                    phase = functools.partial(
+                        run_phase, conn=conn, client=client, server_pid=api.pid, reqs=reqs,
                         cipher=cipher,
-                        batches=2,
-                        truncate=True,
-                        seed0=10_000,
-                    )
+                    )  # fmt: skip
+                    # warm-up: first connections, prepared statements, imports
+                    await phase(label="warm-up", batches=2, truncate=True, seed0=10_000)
                     phases.append(
-                        await run_phase(
-                            label="empty",
-                            conn=conn,
-                            client=client,
-                            server_pid=api.pid,
-                            reqs=reqs,
-                            cipher=cipher,
-                            batches=batches,
-                            truncate=True,
-                            seed0=0,
-                        )
+                        await phase(label="empty", batches=batches, truncate=True, seed0=0)
                     )
-                    print(f"loading {rows_1m:,} links into each table ...", flush=True)
-                    started = time.perf_counter()
-                    await conn.execute("TRUNCATE links, links_raw, links_raw_nofk")
-                    for t in ("links", "links_raw", "links_raw_nofk"):
-                        await common.generate_links(conn, t, rows_1m, servers)
-                    await conn.execute("CHECKPOINT")
-                    print(f"loaded in {time.perf_counter() - started:.0f} s", flush=True)
+                    await load_large(conn, rows_1m, servers)
+                    label = f"{rows_1m / 1e6:g}M rows"
                     phases.append(
-                        await run_phase(
-                            label=f"{rows_1m / 1e6:g}M rows",
-                            conn=conn,
-                            client=client,
-                            server_pid=api.pid,
-                            reqs=reqs,
-                            cipher=cipher,
-                            batches=batches,
-                            truncate=False,
-                            seed0=1000,
-                        )
+                        await phase(label=label, batches=batches, truncate=False, seed0=1000)
                     )
             print(await common.machine_line(conn))
         finally:

@@ -11,19 +11,17 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
+
+from assign.testing import databases, procs
 
 ADMIN_URL = os.environ.get("ASSIGN_BENCH_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
 SECRET = "assign-bench-secret-" + "s" * 32
@@ -34,27 +32,16 @@ SERVICE_TYPES = ("entity", "social", "blog20", "stacking", "podcast", "indexing"
 
 
 def db_url(name: str) -> str:
-    base, _, _ = ADMIN_URL.rpartition("/")
-    return f"{base}/{name}"
+    return databases.with_database(ADMIN_URL, name)
 
 
 async def create_database(name: str) -> str:
     """A fresh empty database ``name`` (dropped first if left over); its URL."""
-    conn = await asyncpg.connect(ADMIN_URL)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return db_url(name)
+    return await databases.create_database(ADMIN_URL, name)
 
 
 async def drop_database(name: str) -> None:
-    conn = await asyncpg.connect(ADMIN_URL)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await databases.drop_database(ADMIN_URL, name)
 
 
 @contextlib.asynccontextmanager
@@ -77,18 +64,9 @@ def assign_env(url: str) -> dict[str, str]:
     return env
 
 
-def cli(*args: str, url: str) -> str:
+def cli(*args: str, url: str, timeout: float = 600.0) -> str:
     """Run ``assign ARGS`` against ``url``; its stdout."""
-    done = subprocess.run(
-        [sys.executable, "-m", "assign", *args],
-        env=assign_env(url),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"assign {' '.join(args)} failed:\n{done.stderr}")
-    return done.stdout
+    return procs.run_cli(assign_env(url), *args, timeout=timeout)
 
 
 def worker_key(url: str, name: str = "bench-assign") -> str:
@@ -106,46 +84,32 @@ class ApiServer:
         self.url = url
         self.port = port
         self.base = f"http://127.0.0.1:{port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = tempfile.NamedTemporaryFile(  # noqa: SIM115
-            prefix=f"assign-bench-{port}-", suffix=".log", delete=False
-        )
+        self.proc: procs.Proc | None = None
+        self.log = Path(tempfile.gettempdir()) / f"assign-bench-{port}-{uuid.uuid4().hex[:8]}.log"
 
     def start(self) -> ApiServer:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "assign", "serve", "--no-dispatcher", "--port", str(self.port)],
-            env=assign_env(self.url),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"assign serve exited; see {self.log.name}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    return self
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"assign serve did not answer in 30 s; see {self.log.name}")
+        args = ["serve", "--no-dispatcher", "--port", str(self.port)]
+        self.proc = procs.Proc("serve", args, assign_env(self.url), self.log)
+        if procs.wait_ready(self.proc, self.base, 30, path="/healthz"):
+            return self
+        exited = not self.proc.alive()
+        self.stop(keep_log=True)
+        if exited:
+            raise RuntimeError(f"assign serve exited; see {self.log}")
+        raise RuntimeError(f"assign serve did not answer in 30 s; see {self.log}")
 
     @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def stop(self, *, keep_log: bool = False) -> None:
+        if self.proc is not None:
+            self.proc.stop(timeout=15)
         self.proc = None
-        self.log.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log.name)
+        if not keep_log:
+            with contextlib.suppress(OSError):
+                self.log.unlink()
 
     def __enter__(self) -> ApiServer:
         return self.start()
@@ -155,6 +119,10 @@ class ApiServer:
 
 
 # --- data ------------------------------------------------------------------------------------
+
+
+REQUEST_COLUMNS = ("id", "service_type", "name", "website", "status", "type_request", "priority",
+                   "created_at", "updated_at")  # fmt: skip
 
 
 async def add_fleet(
@@ -175,17 +143,7 @@ async def add_fleet(
             (rid, kind, f"campaign {i}", "https://example.com", "running", "normal", prio, now, now)
             for i, (rid, kind, prio) in enumerate(reqs)
         ],
-        columns=(
-            "id",
-            "service_type",
-            "name",
-            "website",
-            "status",
-            "type_request",
-            "priority",
-            "created_at",
-            "updated_at",
-        ),
+        columns=REQUEST_COLUMNS,
     )
     servers = [uuid.uuid4() for _ in range(n_servers)]
     await conn.copy_records_to_table(
@@ -300,6 +258,12 @@ async def generate_links(
         await conn.execute("RESET session_replication_role")
     for _, definition in indexes:
         await conn.execute(definition)
+    if table == "links":  # the generated rows skipped the triggers that count links
+        await conn.execute("DELETE FROM link_counts")
+        await conn.execute(
+            "INSERT INTO link_counts (request_id, status, n) "
+            "SELECT request_id, status, count(*) FROM links GROUP BY request_id, status"
+        )
     await conn.execute(f"VACUUM ANALYZE {table}")
 
 

@@ -3,8 +3,9 @@ the database's invariants.
 
     python bench/load.py [--clients 200] [--seconds 60] [--tool-servers 20]
 
-Makes a fresh database on PostgreSQL (``ASSIGN_LOAD_POSTGRES_URL``, the maintenance database
-to create it from; default ``postgresql://root@127.0.0.1:5432/postgres``), migrates it with
+Makes a fresh database on PostgreSQL (``ASSIGN_BENCH_POSTGRES_URL``, the maintenance database
+to create it from, as for every benchmark; default ``postgresql://root@127.0.0.1:5432/postgres``),
+migrates it with
 ``assign migrate``, and runs two ``assign serve --no-dispatcher`` processes (ports of
 8400-8449) and one ``assign dispatch``. Then, for ``--seconds``:
 
@@ -31,12 +32,9 @@ import json
 import os
 import random
 import resource
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,11 +42,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import common
 import httpx
 
-from assign.demo.service import child_environment, free_port
+from assign.testing import databases, procs
 
-ADMIN_URL = os.environ.get("ASSIGN_LOAD_POSTGRES_URL", "postgresql://root@127.0.0.1:5432/postgres")
 SECRET = "assign-load-test-secret-" + "s" * 32
 PORTS = range(8400, 8450)
 WORKER = "/api/v1/worker"
@@ -61,59 +59,31 @@ EXPECTED = {("assign", 409)}
 # --- processes -------------------------------------------------------------------------------
 
 
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    log: Path
-    exit_code: int | None = None
-    cpu_seconds: float | None = None
+def unavailable(proc: procs.Proc) -> Counter[str]:
+    """Causes of a process's 503 answers, from its log ("database unavailable" warnings)."""
+    causes: Counter[str] = Counter()
+    with contextlib.suppress(OSError):
+        for line in proc.log_path.read_text(errors="replace").splitlines():
+            if '"database unavailable"' in line:
+                with contextlib.suppress(ValueError, AttributeError):
+                    causes[json.loads(line).get("error_type", "?")] += 1
+    return causes
 
-    def cpu(self) -> float | None:
-        """CPU time (user + system) used so far, from /proc (None elsewhere)."""
-        try:
-            fields = Path(f"/proc/{self.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def stop(self, timeout: float = 30) -> int:
-        """SIGTERM, wait (SIGKILL after ``timeout``); the exit status."""
-        if self.popen.poll() is None:
-            self.cpu_seconds = self.cpu()
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self.exit_code = self.popen.returncode
-        return self.exit_code
-
-    def unavailable(self) -> Counter[str]:
-        """Causes of its 503 answers, from its log ("database unavailable" warnings)."""
-        causes: Counter[str] = Counter()
-        with contextlib.suppress(OSError):
-            for line in self.log.read_text(errors="replace").splitlines():
-                if '"database unavailable"' in line:
-                    with contextlib.suppress(ValueError, AttributeError):
-                        causes[json.loads(line).get("error_type", "?")] += 1
-        return causes
-
-    def errors(self) -> list[str]:
-        """Error lines of its log."""
-        try:
-            lines = self.log.read_text(errors="replace").splitlines()
-        except OSError:
-            return []
-        return [line for line in lines if '"level":"error"' in line or "Traceback" in line]
+def errors(proc: procs.Proc) -> list[str]:
+    """Error lines of a process's log."""
+    try:
+        lines = proc.log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line for line in lines if '"level":"error"' in line or "Traceback" in line]
 
 
 class Cluster:
     """The processes under test; every one is stopped (and waited for) on exit."""
 
     def __init__(self, db_url: str, log_dir: Path, pool_size: int) -> None:
-        self.env = child_environment(
+        self.env = procs.child_environment(
             {
                 "ASSIGN_DATABASE_URL": db_url,
                 "ASSIGN_SECRET_KEY": SECRET,
@@ -124,53 +94,38 @@ class Cluster:
                 "ASSIGN_RETRY_MAX_SECONDS": "10",
             }
         )
-        self.log_dir = log_dir
-        self.procs: list[Proc] = []
+        self.processes = procs.Processes(log_dir)
+        #: by process name: the exit status, and the CPU seconds used until it was stopped
+        self.exit_codes: dict[str, int] = {}
+        self.cpu_at_stop: dict[str, float] = {}
+
+    @property
+    def procs(self) -> list[procs.Proc]:
+        return self.processes.started
 
     def cli(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "assign", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"assign {' '.join(args)} failed:\n{done.stderr}")
-        return done.stdout
+        return procs.run_cli(self.env, *args, timeout=120)
 
-    def start(self, name: str, *args: str) -> Proc:
-        log = self.log_dir / f"{name}.log"
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "assign", *args],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        proc = Proc(name, popen, log)
-        self.procs.append(proc)
-        return proc
+    def start(self, name: str, *args: str) -> procs.Proc:
+        return self.processes.start(name, self.env, *args)
 
     def serve(self, name: str) -> str:
-        port = free_port(PORTS)
+        port = procs.free_port(PORTS)
         proc = self.start(name, "serve", "--no-dispatcher", "--port", str(port))
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if proc.popen.poll() is not None:
-                raise RuntimeError(f"{name} exited: {proc.log.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + "/readyz", timeout=2).status_code == 200:
-                    return base
-            time.sleep(0.2)
+        if procs.wait_ready(proc, base, 60, poll=0.2):
+            return base
+        if not proc.alive():
+            raise RuntimeError(f"{name} exited: {proc.log_path.read_text()[-2000:]}")
         raise RuntimeError(f"{name} not ready in 60 s")
 
     def stop_all(self) -> None:
+        """SIGTERM to each, the last started first, and wait (SIGKILL after 30 s)."""
         for proc in reversed(self.procs):
-            if proc.exit_code is None:
-                proc.stop()
+            if proc.name not in self.exit_codes:
+                if proc.alive():
+                    self.cpu_at_stop[proc.name] = proc.cpu_seconds()
+                self.exit_codes[proc.name] = proc.stop(timeout=30)
 
 
 # --- clients ---------------------------------------------------------------------------------
@@ -371,26 +326,6 @@ async def check(url: str, stats: Stats) -> list[tuple[str, bool, str]]:
 # --- output ----------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    k = (len(ordered) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [headers, *[[str(c) for c in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    lines = [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells
-    ]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
-
-
 def report(stats: Stats, seconds: float) -> str:
     rows = []
     for op in sorted(stats.latency):
@@ -401,8 +336,8 @@ def report(stats: Stats, seconds: float) -> str:
                 op,
                 len(lat),
                 f"{len(lat) / seconds:.1f}",
-                f"{percentile(lat, 50) * 1000:.1f}",
-                f"{percentile(lat, 99) * 1000:.1f}",
+                f"{common.percentile(lat, 50) * 1000:.1f}",
+                f"{common.percentile(lat, 99) * 1000:.1f}",
                 f"{max(lat) * 1000:.0f}",
                 " ".join(f"{s}:{n}" for s, n in sorted(codes.items(), key=str)),
             ]
@@ -416,42 +351,32 @@ def report(stats: Stats, seconds: float) -> str:
             "all",
             len(everything),
             f"{len(everything) / seconds:.1f}",
-            f"{percentile(everything, 50) * 1000:.1f}",
-            f"{percentile(everything, 99) * 1000:.1f}",
+            f"{common.percentile(everything, 50) * 1000:.1f}",
+            f"{common.percentile(everything, 99) * 1000:.1f}",
             f"{max(everything, default=0) * 1000:.0f}",
             " ".join(f"{s}:{n}" for s, n in sorted(codes.items(), key=str)),
         ]
     )
-    return table(["operation", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "statuses"], rows)
+    return common.table(
+        ["operation", "requests", "req/s", "p50 ms", "p99 ms", "max ms", "statuses"], rows
+    )
 
 
 # --- main ------------------------------------------------------------------------------------
 
 
-def with_database(url: str, name: str) -> str:
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{name}"
-
-
 @contextlib.contextmanager
 def fresh_database(keep: bool) -> Iterator[str]:
-    name = f"assign_load_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(ADMIN_URL)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    """A new empty database for the run; dropped afterwards unless ``keep``."""
+    name = databases.unique_name("assign_load")
+    url = asyncio.run(common.create_database(name))
     try:
-        yield with_database(ADMIN_URL, name)
+        yield url
     finally:
         if keep:
-            print(f"database kept: {with_database(ADMIN_URL, name)}")
+            print(f"database kept: {url}")
         else:
-            asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            asyncio.run(common.drop_database(name))
 
 
 async def wait_for_leader(url: str, within: float = 60) -> None:
@@ -514,7 +439,7 @@ async def run_load(
     return stats, elapsed
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=200, help="concurrent clients (200)")
     parser.add_argument("--seconds", type=float, default=60, help="duration of the load (60)")
@@ -528,83 +453,111 @@ def main() -> int:
     args = parser.parse_args()
     if args.tool_servers >= args.clients:
         parser.error("--clients must be more than --tool-servers")
+    return args
 
-    failed = False
+
+@dataclass
+class Measured:
+    """What one run under load gave: the clients' statistics and the CPU time used."""
+
+    stats: Stats
+    elapsed: float
+    load_before: float
+    load_after: float
+    cpu_start: dict[str, float]
+    client_cpu: float
+
+
+def run_cluster(cluster: Cluster, url: str, args: argparse.Namespace) -> Measured:
+    """Migrate, start two APIs and a dispatcher, set up the fleet and run the load."""
+    cluster.cli("migrate")
+    admin_key = cluster.cli("admin-key", "create", "--name", "load").split()[-1]
+    worker_key = cluster.cli("server", "add", "load-assign", "--service", "assign").split()[-1]
+    bases = [cluster.serve("api-1"), cluster.serve("api-2")]
+    cluster.start("dispatcher", "dispatch")
+    asyncio.run(wait_for_leader(url))
+    requests, tool_keys = asyncio.run(setup(bases[0], admin_key, args.tool_servers))
+    print(
+        f"load: {args.clients} clients ({args.tool_servers} tool servers, "
+        f"{args.clients - args.tool_servers} assign clients) for {args.seconds:.0f} s "
+        f"on {' and '.join(bases)}, one dispatcher, PostgreSQL {url.rsplit('@', 1)[-1]}"
+    )
+    load_before = os.getloadavg()[0]
+    cpu_start = {p.name: p.cpu_seconds() for p in cluster.procs}
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    stats, elapsed = asyncio.run(run_load(bases, worker_key, requests, tool_keys, args))
+    own_after = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = (own_after.ru_utime + own_after.ru_stime) - (own.ru_utime + own.ru_stime)
+    return Measured(stats, elapsed, load_before, os.getloadavg()[0], cpu_start, client_cpu)
+
+
+def print_usage(cluster: Cluster, measured: Measured) -> None:
+    """The machine's load and the CPU time each process used during the run."""
+    total = sum(len(v) for v in measured.stats.latency.values())
+    cpu = {
+        name: seconds - measured.cpu_start.get(name, 0.0)
+        for name, seconds in cluster.cpu_at_stop.items()
+    }
+    used = [f"{name} {seconds:.1f} s" for name, seconds in cpu.items()]
+    api_cpu = sum(v for name, v in cpu.items() if name.startswith("api"))
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {measured.load_before:.1f} before and "
+        f"{measured.load_after:.1f} after the run; CPU time during the run: {', '.join(used)}, "
+        f"clients {measured.client_cpu:.1f} s"
+        + (f"; API {api_cpu * 1000 / total:.1f} ms of CPU per request" if total else "")
+    )
+    causes = sum((unavailable(p) for p in cluster.procs), Counter())
+    if causes:
+        print(f"503 answers by cause (from the API logs): {dict(causes)}")
+
+
+def checks_of(cluster: Cluster, url: str, stats: Stats) -> list[tuple[str, bool, str]]:
+    """The answers, each process's exit and log, then the database's invariants."""
+    unexpected = {
+        (op, s): n
+        for (op, s), n in stats.status.items()
+        if (op, s) not in EXPECTED and not (isinstance(s, int) and s < 300)
+    }
+    checks: list[tuple[str, bool, str]] = [
+        (
+            "only 2xx answers, and 409 to assigns",
+            not unexpected,
+            "ok" if not unexpected else f"{unexpected}; e.g. {stats.samples[:3]}",
+        )
+    ]
+    for proc in cluster.procs:
+        logged_errors = errors(proc)
+        code = cluster.exit_codes.get(proc.name)
+        checks.append(
+            (
+                f"{proc.name}: exit 0 on SIGTERM, no error logged",
+                code == 0 and not logged_errors,
+                f"exit {code}, {len(logged_errors)} error line(s)"
+                + (f": {logged_errors[0][:300]}" if logged_errors else ""),
+            )
+        )
+    return checks + asyncio.run(check(url, stats))
+
+
+def main() -> int:
+    args = parse_args()
     with (
         fresh_database(args.keep) as url,
         tempfile.TemporaryDirectory(prefix="assign-load-") as tmp,
     ):
         cluster = Cluster(url, Path(tmp), args.pool_size)
         try:
-            cluster.cli("migrate")
-            admin_key = cluster.cli("admin-key", "create", "--name", "load").split()[-1]
-            worker_key = cluster.cli("server", "add", "load-assign", "--service", "assign")
-            worker_key = worker_key.split()[-1]
-            bases = [cluster.serve("api-1"), cluster.serve("api-2")]
-            cluster.start("dispatcher", "dispatch")
-            asyncio.run(wait_for_leader(url))
-            requests, tool_keys = asyncio.run(setup(bases[0], admin_key, args.tool_servers))
-            print(
-                f"load: {args.clients} clients ({args.tool_servers} tool servers, "
-                f"{args.clients - args.tool_servers} assign clients) for {args.seconds:.0f} s "
-                f"on {' and '.join(bases)}, one dispatcher, PostgreSQL {url.rsplit('@', 1)[-1]}"
-            )
-            load_before = os.getloadavg()[0]
-            cpu_start = {p.name: p.cpu() or 0.0 for p in cluster.procs}
-            own = resource.getrusage(resource.RUSAGE_SELF)
-            stats, elapsed = asyncio.run(run_load(bases, worker_key, requests, tool_keys, args))
-            own_after = resource.getrusage(resource.RUSAGE_SELF)
-            load_after = os.getloadavg()[0]
+            measured = run_cluster(cluster, url, args)
         finally:
             cluster.stop_all()
         print()
-        print(report(stats, elapsed))
+        print(report(measured.stats, measured.elapsed))
         print()
-        total = sum(len(v) for v in stats.latency.values())
-        cpu = {
-            p.name: p.cpu_seconds - cpu_start.get(p.name, 0.0)
-            for p in cluster.procs
-            if p.cpu_seconds is not None
-        }
-        used = [f"{name} {seconds:.1f} s" for name, seconds in cpu.items()]
-        api_cpu = sum(v for name, v in cpu.items() if name.startswith("api"))
-        client_cpu = (own_after.ru_utime + own_after.ru_stime) - (own.ru_utime + own.ru_stime)
-        print(
-            f"machine: {os.cpu_count()} CPUs, load average {load_before:.1f} before and "
-            f"{load_after:.1f} after the run; CPU time during the run: {', '.join(used)}, "
-            f"clients {client_cpu:.1f} s"
-            + (f"; API {api_cpu * 1000 / total:.1f} ms of CPU per request" if total else "")
-        )
-        causes = sum((p.unavailable() for p in cluster.procs), Counter())
-        if causes:
-            print(f"503 answers by cause (from the API logs): {dict(causes)}")
+        print_usage(cluster, measured)
         print()
-
-        unexpected = {
-            (op, s): n
-            for (op, s), n in stats.status.items()
-            if (op, s) not in EXPECTED and not (isinstance(s, int) and s < 300)
-        }
-        checks: list[tuple[str, bool, str]] = [
-            (
-                "only 2xx answers, and 409 to assigns",
-                not unexpected,
-                "ok" if not unexpected else f"{unexpected}; e.g. {stats.samples[:3]}",
-            )
-        ]
-        for proc in cluster.procs:
-            errors = proc.errors()
-            checks.append(
-                (
-                    f"{proc.name}: exit 0 on SIGTERM, no error logged",
-                    proc.exit_code == 0 and not errors,
-                    f"exit {proc.exit_code}, {len(errors)} error line(s)"
-                    + (f": {errors[0][:300]}" if errors else ""),
-                )
-            )
-        checks += asyncio.run(check(url, stats))
+        checks = checks_of(cluster, url, measured.stats)
         rows = [["PASS" if ok else "FAIL", name, detail] for name, ok, detail in checks]
-        print(table(["result", "check", "detail"], rows))
+        print(common.table(["result", "check", "detail"], rows))
         failed = not all(ok for _, ok, _ in checks)
     print()
     print("FAIL" if failed else "PASS")

@@ -191,61 +191,27 @@ async def load(conn: asyncpg.Connection, rows: int) -> int:
     )
 
 
-async def main(n: int, rows: int, port: int, keep: bool) -> list[dict[str, Any]]:
-    print(f"== read paths: {rows:,} links, {n} sequential requests per endpoint after warm-up")
-    async with common.scratch_database(DB_NAME, keep=keep) as url:
-        key = common.worker_key(url)
-        conn = await asyncpg.connect(url)
-        try:
-            print(await common.machine_line(conn))
-            available = await load(conn, rows)
-            sql = await capture_sql(url, key)
-            rows_sql, rows_params = sql[LINKS_ROWS]
-            servers_sql, servers_params = sql[SERVERS]
-            cases = [
-                (
-                    LINKS,
-                    LINKS_PATH,
-                    1000,
-                    0.050,
-                    {
-                        "its SQL (PostgreSQL encodes the JSON) via asyncpg": sql[LINKS],
-                        "the row SELECT via asyncpg (rows fetched, not encoded)": sql[LINKS_ROWS],
-                        "the row SELECT wrapped in json_agg": (json_agg(rows_sql), rows_params),
-                    },
-                ),
-                (
-                    SERVERS,
-                    SERVERS_PATH,
-                    available,
-                    0.010,
-                    {
-                        "its SQL via asyncpg (rows fetched)": sql[SERVERS],
-                        "its SQL wrapped in json_agg": (json_agg(servers_sql), servers_params),
-                    },
-                ),
-            ]
-            results = []
-            with common.ApiServer(url, port) as api:
-                async with httpx.AsyncClient(
-                    base_url=api.base, headers={"X-API-Key": key}, timeout=30
-                ) as client:
-                    for label, path, expect, target, floors in cases:
-                        measured = await measure(
-                            client,
-                            conn,
-                            path=path,
-                            floors=floors,
-                            expect=expect,
-                            n=n,
-                            warmup=max(20, n // 10),
-                            server_pid=api.pid,
-                        )
-                        results.append({"label": label, "target": target, **measured})
-            plans = {name: await explain(conn, s, p) for name, (s, p) in sql.items()}
-            print(await common.machine_line(conn))
-        finally:
-            await conn.close()
+def cases_of(sql: dict[str, Any], available: int) -> list[tuple[str, str, int, float, Any]]:
+    """(label, path, rows expected, p99 target, floors) of each endpoint measured."""
+    rows_sql, rows_params = sql[LINKS_ROWS]
+    servers_sql, servers_params = sql[SERVERS]
+    links_floors = {
+        "its SQL (PostgreSQL encodes the JSON) via asyncpg": sql[LINKS],
+        "the row SELECT via asyncpg (rows fetched, not encoded)": sql[LINKS_ROWS],
+        "the row SELECT wrapped in json_agg": (json_agg(rows_sql), rows_params),
+    }
+    servers_floors = {
+        "its SQL via asyncpg (rows fetched)": sql[SERVERS],
+        "its SQL wrapped in json_agg": (json_agg(servers_sql), servers_params),
+    }
+    return [
+        (LINKS, LINKS_PATH, 1000, 0.050, links_floors),
+        (SERVERS, SERVERS_PATH, available, 0.010, servers_floors),
+    ]
+
+
+def print_times(results: list[dict[str, Any]]) -> None:
+    """One row per path and per floor: percentiles, API and PostgreSQL CPU per request."""
     table = []
     for r in results:
         n_ = r["n"]
@@ -270,6 +236,10 @@ async def main(n: int, rows: int, port: int, keep: bool) -> list[dict[str, Any]]
             )
     headers = ["path", "n", "p50 ms", "p90 ms", "p99 ms", "max ms", "API CPU ms", "PG CPU ms"]
     print(common.table(headers, table))
+
+
+def summarize(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each path's p50 and p99 against its target, printed; the summary."""
     summary = []
     for r in results:
         t = r["times"]
@@ -282,6 +252,41 @@ async def main(n: int, rows: int, port: int, keep: bool) -> list[dict[str, Any]]
             f"{p50 / common.percentile(t[floor_name], 50):.1f} x {floor_name.split(' (')[0]}"
         )
         summary.append({"label": r["label"], "p50": p50, "p99": p99, "target": r["target"]})
+    return summary
+
+
+async def main(n: int, rows: int, port: int, keep: bool) -> list[dict[str, Any]]:
+    print(f"== read paths: {rows:,} links, {n} sequential requests per endpoint after warm-up")
+    async with common.scratch_database(DB_NAME, keep=keep) as url:
+        key = common.worker_key(url)
+        conn = await asyncpg.connect(url)
+        try:
+            print(await common.machine_line(conn))
+            available = await load(conn, rows)
+            sql = await capture_sql(url, key)
+            results = []
+            with common.ApiServer(url, port) as api:
+                async with httpx.AsyncClient(
+                    base_url=api.base, headers={"X-API-Key": key}, timeout=30
+                ) as client:
+                    for label, path, expect, target, floors in cases_of(sql, available):
+                        measured = await measure(
+                            client,
+                            conn,
+                            path=path,
+                            floors=floors,
+                            expect=expect,
+                            n=n,
+                            warmup=max(20, n // 10),
+                            server_pid=api.pid,
+                        )
+                        results.append({"label": label, "target": target, **measured})
+            plans = {name: await explain(conn, s, p) for name, (s, p) in sql.items()}
+            print(await common.machine_line(conn))
+        finally:
+            await conn.close()
+    print_times(results)
+    summary = summarize(results)
     for name, (statement, params) in sql.items():
         print(f"\n-- {name}\n{statement}\n-- parameters: {list(map(str, params))}")
         for mode, plan in plans[name].items():

@@ -16,11 +16,11 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import hypothesis
 import pytest
@@ -31,10 +31,12 @@ from assign.app import create_app
 from assign.clock import FrozenClock
 from assign.db.engine import Database
 from assign.db.migrate import upgrade
+from assign.db.tables import metadata
 from assign.security.crypto import Cipher
 from assign.services.context import Context
 from assign.services.keys import KeyCache
 from assign.settings import Settings, normalize_database_url
+from assign.testing import databases
 from tests.factories import Factory
 
 DEEP = os.environ.get("ASSIGN_TEST_DEEP") == "1"
@@ -59,9 +61,6 @@ TEST_SECRET = "test-secret-" + "x" * 40
 DEFAULT_PG = "postgresql://root@127.0.0.1:5432/postgres"
 REQUIRE_PG = os.environ.get("ASSIGN_TEST_REQUIRE_POSTGRES") == "1"
 REQUIRE_BROWSER = os.environ.get("ASSIGN_TEST_REQUIRE_BROWSER") == "1"
-TABLES = ("links", "requests", "servers", "sites", "accounts", "settings", "admin_keys",
-          "idempotency_keys", "dispatcher_lease", "attempts", "throughput", "link_counts",
-          "ui_sessions", "dispatcher_ticks")  # fmt: skip
 
 
 def _pg_admin_url() -> str | None:
@@ -90,33 +89,34 @@ if REQUIRE_PG and PG_ADMIN_URL is None:
 PG_SKIP = "PostgreSQL not reachable: set ASSIGN_TEST_POSTGRES_URL to run the PostgreSQL cases"
 
 
-def _with_database(url: str, name: str) -> str:
-    base, _, _ = url.rpartition("/")
-    return f"{base}/{name}"
-
-
-async def _admin_execute(statements: list[str]) -> None:
-    assert PG_ADMIN_URL is not None
-    engine = create_async_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as conn:
-            for statement in statements:
-                await conn.execute(sa.text(statement))
-    finally:
-        await engine.dispose()
+_with_database = databases.with_database
 
 
 @pytest.fixture(scope="session")
-def pg_url() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for this test session (dropped at the end)."""
+def pg_template() -> Iterator[str]:
+    """The name of a migrated PostgreSQL database of this session that scratch databases are
+    cloned from (nobody connects to it after its migration); dropped at the end."""
     if PG_ADMIN_URL is None:
         pytest.skip(PG_SKIP)
-    name = f"assign_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    asyncio.run(_admin_execute([f'CREATE DATABASE "{name}"']))
-    url = _with_database(PG_ADMIN_URL, name)
-    upgrade(url)
+    name = databases.unique_name("assign_template")
+    url = asyncio.run(databases.create_database(PG_ADMIN_URL, name))
+    try:
+        upgrade(url)
+        yield name
+    finally:
+        asyncio.run(databases.drop_database(PG_ADMIN_URL, name))
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_template: str) -> Iterator[str]:
+    """A migrated PostgreSQL database shared by this session's API tests, each of which starts
+    from the rows it had when new (see :func:`_reset_postgres`); dropped at the end."""
+    assert PG_ADMIN_URL is not None
+    name = databases.unique_name("assign_test")
+    url = asyncio.run(databases.create_database(PG_ADMIN_URL, name, template=pg_template))
+    _FRESH_ROWS[url] = asyncio.run(_read_rows(url))
     yield url
-    asyncio.run(_admin_execute([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)']))
+    asyncio.run(databases.drop_database(PG_ADMIN_URL, name))
 
 
 @pytest.fixture(scope="session")
@@ -131,20 +131,41 @@ def db_kind(request: pytest.FixtureRequest) -> str:
     return request.param  # type: ignore[no-any-return]
 
 
-async def _reset_postgres(url: str) -> None:
-    engine = create_async_engine(url)
+#: the rows of each shared PostgreSQL database when it was new (the shipped settings), by URL
+_FRESH_ROWS: dict[str, dict[str, list[asyncpg.Record]]] = {}
+
+
+async def _read_rows(url: str) -> dict[str, list[asyncpg.Record]]:
+    conn = await asyncpg.connect(databases.plain_url(url))
     try:
-        async with engine.begin() as conn:
-            await conn.execute(sa.text(f"TRUNCATE {', '.join(TABLES)} CASCADE"))
-            await conn.execute(
-                sa.text(
-                    'INSERT INTO settings ("group", key, value, updated_at) VALUES '
-                    "('rate_limit', 'max_posts_per_day', '50', now()), "
-                    "('rate_limit', 'cooldown_minutes', '5', now())"
-                )
-            )
+        return {
+            t.name: await conn.fetch(f'SELECT * FROM "{t.name}"') for t in metadata.tables.values()
+        }
     finally:
-        await engine.dispose()
+        await conn.close()
+
+
+async def _reset_postgres(url: str) -> None:
+    """Every table of ``url`` back to the rows it had when new, in one transaction.
+
+    Rows are deleted, children first, rather than truncated: on these small tables a DELETE
+    costs about 25 ms, a TRUNCATE (new files for every table and index) about 300 ms, and a
+    fresh clone of the template plus its DROP about 650 ms (measured on this machine)."""
+    fresh = _FRESH_ROWS[url]
+    conn = await asyncpg.connect(databases.plain_url(url))
+    try:
+        async with conn.transaction():
+            await conn.execute(_DELETE_ALL)
+            for table, rows in fresh.items():
+                if rows:
+                    await conn.copy_records_to_table(
+                        table, records=[tuple(r) for r in rows], columns=list(rows[0].keys())
+                    )
+    finally:
+        await conn.close()
+
+
+_DELETE_ALL = "; ".join(f'DELETE FROM "{t.name}"' for t in reversed(metadata.sorted_tables))
 
 
 @pytest.fixture

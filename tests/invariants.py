@@ -76,9 +76,14 @@ async def check_attempts(ctx: Context) -> dict[str, list[dict[str, object]]]:
                 )
             )
         }
+        total = sa.func.sum(link_counts.c.n)
         kept = {
-            (r.request_id, r.status): int(r.n)
-            for r in await conn.execute(sa.select(link_counts).where(link_counts.c.n != 0))
+            (r[0], r[1]): int(r[2])
+            for r in await conn.execute(
+                sa.select(link_counts.c.request_id, link_counts.c.status, total)
+                .group_by(link_counts.c.request_id, link_counts.c.status)
+                .having(total != 0)
+            )
         }
     assert kept == counted, f"link_counts {kept} != links counted {counted}"
     by_link: dict[str, list[dict[str, object]]] = {}

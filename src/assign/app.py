@@ -77,7 +77,6 @@ def create_app(
         description=DESCRIPTION,
         lifespan=_lifespan(settings, context=context, migrate=migrate, dispatcher=dispatcher),
         docs_url=None,  # served from local assets by assign.ui.install_docs
-        root_path=settings.root_path,
         openapi_url="/openapi.json",
         redoc_url=None,
     )

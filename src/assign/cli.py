@@ -15,6 +15,7 @@ from rich.table import Table
 from assign.cli_commands.admin_keys import admin_key_app
 from assign.cli_commands.common import console, err, fail, load_settings, print_json
 from assign.cli_commands.common import with_context as _with_context
+from assign.cli_commands.export import export_command
 from assign.cli_commands.servers import JSON_OPTION, server_app
 from assign.settings import Settings
 
@@ -28,6 +29,7 @@ secrets_app = typer.Typer(help="Manage the password-encryption secret.", no_args
 app.add_typer(server_app, name="server")
 app.add_typer(admin_key_app, name="admin-key")
 app.add_typer(secrets_app, name="secrets")
+app.command("export")(export_command)
 
 __all__ = ["app", "console", "err", "load_settings", "main"]
 
@@ -147,16 +149,33 @@ def _asgi_factory() -> Any:
 
 
 @app.command()
-def dispatch() -> None:
-    """Run the dispatcher alone (several may run; one acts at a time)."""
+def dispatch(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="port of its /metrics (default ASSIGN_METRICS_PORT, 9108); 0 turns it off",
+            min=0,
+            max=65535,
+        ),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="address /metrics listens on")] = "0.0.0.0",
+) -> None:
+    """Run the dispatcher alone (several may run; one acts at a time), with /metrics."""
+    from functools import partial
+
     from assign import logging as assign_logging
-    from assign.dispatcher.loop import main as dispatcher_main
+    from assign.dispatcher.loop import main as loop_main
+    from assign.dispatcher.metrics_server import run_with_metrics
 
     # a stop asked for before the loop's own handler is installed is still a clean exit
     signal.signal(signal.SIGTERM, _exit_ok)
     settings = load_settings()
     assign_logging.setup(settings.log_level, json=settings.log_json)
     _prepare_schema(settings)
+    port = settings.metrics_port if metrics_port is None else metrics_port
+    dispatcher_main = partial(
+        run_with_metrics, main=loop_main, host=metrics_host, port=port or None
+    )
     _with_context(settings, dispatcher_main)
 
 

@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     )
     db_pool_size: int = Field(10, ge=1)
     root_path: str = Field("", description="path prefix a proxy strips (ASGI root_path)")
+    archive_after_days: float = Field(
+        30.0, ge=0, description="links of requests closed longer ago leave the hot table; 0 = never"
+    )
     history_days: float = Field(
         14.0, gt=0, description="attempts and throughput history kept this many days"
     )

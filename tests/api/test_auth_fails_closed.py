@@ -50,7 +50,12 @@ async def test_every_route_needs_a_key_except_the_public_ones(ctx: Context, root
         for method, path in routes:
             response = await http.request(method, root_path + path, json={})
             if is_public(path):
-                assert response.status_code != 401, (method, root_path + path)
+                # the console's sign-in form answers a wrong key itself (an HTML page); the
+                # middleware never answers a public path
+                refused_by_middleware = response.status_code == 401 and not response.headers.get(
+                    "content-type", ""
+                ).startswith("text/html")
+                assert not refused_by_middleware, (method, root_path + path)
             else:
                 assert response.status_code in (401, 404), (method, root_path + path)
                 if response.status_code == 404:  # only a route that does not exist

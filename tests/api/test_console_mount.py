@@ -66,3 +66,11 @@ async def test_docs_use_local_assets(ctx: Context, client: httpx.AsyncClient) ->
         for url in urls:
             if url.startswith("/docs/static/"):
                 assert (await client.get(url)).status_code == 200, url
+
+
+async def test_a_live_update_without_a_session_sends_the_page_to_sign_in(
+    ctx: Context, client: httpx.AsyncClient
+) -> None:
+    response = await client.get("/ui/overview/live", headers={"HX-Request": "true"})
+    assert response.status_code == 204
+    assert response.headers["hx-redirect"] == "/ui/login"

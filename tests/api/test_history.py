@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from assign.clock import FrozenClock
 from assign.dispatcher.steps import tick
 from assign.services.context import Context
@@ -222,3 +224,103 @@ async def test_admin_link_unknown_and_malformed(factory: Factory) -> None:
     assert response.status_code in (400, 404)
     response = await factory.client.get(f"{ADMIN}/links/{new_id()}", headers=factory.worker)
     assert response.status_code == 401
+
+
+async def test_history_older_than_history_days_is_pruned(
+    ctx: Context, clock: FrozenClock, factory: Factory
+) -> None:
+    import sqlalchemy as sa
+
+    from assign.db.tables import attempts, link_counts
+    from assign.db.tables import throughput as throughput_table
+    from assign.services import history
+
+    server = await factory.server(max_threads=5)
+    request = await factory.request()
+    old, running, recent = await factory.links(request, 3)
+    await factory.run_link(old, server)
+    assert (await factory.assign(running["id"], server)).status_code == 200
+    await factory.claim(server)  # an attempt still open when it gets old
+    clock.advance(days=14, minutes=1)  # ASSIGN_HISTORY_DAYS: 14 by default
+    await factory.run_link(recent, server)
+
+    async def count(table: sa.Table) -> int:
+        async with ctx.db.read() as conn:
+            return int(
+                (await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one()
+            )
+
+    assert await count(attempts) == 3 and await count(throughput_table) == 4
+    zeros = await count(link_counts)
+    deleted = await history.prune(ctx)
+    assert deleted >= 3
+    assert [a["number"] for a in (await admin_link(factory, old["id"]))["attempts"]] == []
+    assert outcomes(await admin_link(factory, running["id"])) == [(1, None)]  # still open
+    assert outcomes(await admin_link(factory, recent["id"])) == [(1, "completed")]
+    assert await count(throughput_table) == 2  # the recent minute, by server and by request
+    await check_attempts(ctx)
+    assert await history.compact(ctx) > 0
+    # folded: one row per (request, status) still held (completed, running), none at 0
+    assert await count(link_counts) == 2 < zeros
+    await check_attempts(ctx)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"history_days": 1}])
+async def test_history_days_setting(ctx: Context, clock: FrozenClock, factory: Factory) -> None:
+    from assign.services import history
+
+    server = await factory.server(max_threads=5)
+    request = await factory.request()
+    (link,) = await factory.links(request, 1)
+    await factory.run_link(link, server)
+    clock.advance(hours=23)
+    await history.prune(ctx)
+    assert len((await admin_link(factory, link["id"]))["attempts"]) == 1
+    clock.advance(hours=2)
+    await history.prune(ctx)
+    assert (await admin_link(factory, link["id"]))["attempts"] == []
+    response = await factory.client.get(
+        f"{ADMIN}/stats/throughput", params={"minutes": 24 * 60 + 1}, headers=factory.admin
+    )
+    assert response.status_code == 200  # a longer span is clamped to the history kept
+
+
+async def test_result_code_can_set_an_attempts_urls(ctx: Context, factory: Factory) -> None:
+    import uuid
+
+    from assign.db.repositories import history as history_repo
+
+    server = await factory.server(max_threads=5)
+    request = await factory.request()
+    (link,) = await factory.links(request, 1)
+    await factory.run_link(link, server, status="failed", error="captcha")
+    async with ctx.db.transaction() as conn:
+        await history_repo.set_attempt_urls(conn, [(uuid.UUID(link["id"]), "https://p/9", None)])
+    (attempt,) = (await admin_link(factory, link["id"]))["attempts"]
+    assert (attempt["profile_url"], attempt["post_url"]) == ("https://p/9", None)
+
+
+async def test_compaction_keeps_the_sums(
+    ctx: Context, clock: FrozenClock, factory: Factory
+) -> None:
+    from assign.services import history
+
+    a = await factory.server(max_threads=10)
+    request = await factory.request()
+    links = await factory.links(request, 6)
+    for link in links[:4]:
+        await factory.run_link(link, a)
+    await factory.run_link(links[4], a, status="failed", error="captcha")
+    before = await throughput(factory, by="request")
+    assert [(r["completed"], r["failed"]) for r in before] == [(4, 1)]
+    assert await history.compact(ctx) > 0
+    assert await history.compact(ctx) == 0  # nothing left to fold
+    assert await throughput(factory, by="request") == before
+    assert await throughput(factory, by="server") == [{**before[0], "key": a["id"]}]
+    await check_attempts(ctx)  # link_counts still equal the links counted
+    clock.advance(seconds=30)
+    await factory.run_link(links[5], a)  # appended after the fold, same minute
+    assert [(r["completed"], r["failed"]) for r in await throughput(factory, by="request")] == [
+        (5, 1)
+    ]
+    await check_attempts(ctx)

@@ -77,20 +77,28 @@ async def test_every_transition_keeps_active_tasks(factory: Factory, ctx: Contex
     await step({}, 0)
 
 
-async def test_random_operations_keep_active_tasks(factory: Factory, ctx: Context) -> None:
-    rng = random.Random(20251201)
-    servers = [await factory.server(max_threads=rng.randint(1, 4)) for _ in range(3)]
-    seen: set[str] = set()  # link statuses the run went through
-    requests = [await factory.request(status="running") for _ in range(4)]
+class RandomOperations:
+    """The worker and tool operations of the random run, each picking its target with ``rng``."""
 
-    async def put(path: str, body: Any = None) -> int:
+    def __init__(
+        self, factory: Factory, rng: random.Random, servers: list[Any], requests: list[Any]
+    ) -> None:
+        self.factory = factory
+        self.rng = rng
+        self.servers = servers
+        self.requests = requests
+        self.seen: set[str] = set()  # link statuses the run went through
+
+    async def put(self, path: str, body: Any = None) -> int:
+        factory = self.factory
         response = await factory.client.put(f"{WORKER}{path}", json=body, headers=factory.worker)
         assert response.status_code < 500, response.text
         return response.status_code
 
-    async def create() -> None:
-        request = rng.choice(requests)
-        server = rng.choice([None, None, *servers])
+    async def create(self) -> None:
+        rng, factory = self.rng, self.factory
+        request = rng.choice(self.requests)
+        server = rng.choice([None, None, *self.servers])
         items = [
             {
                 "request_id": request["id"],
@@ -105,48 +113,65 @@ async def test_random_operations_keep_active_tasks(factory: Factory, ctx: Contex
         )
         assert response.status_code in (200, 409)  # 409: the request is closed
 
-    async def assign() -> None:
-        pending = await factory.list_links()
+    async def assign(self) -> None:
+        pending = await self.factory.list_links()
         if pending:
-            response = await factory.assign(rng.choice(pending)["id"], rng.choice(servers))
+            link, server = self.rng.choice(pending), self.rng.choice(self.servers)
+            response = await self.factory.assign(link["id"], server)
             assert response.status_code in (200, 409), response.text
 
-    async def claim() -> None:
-        await factory.claim(rng.choice(servers), limit=rng.randint(1, 3))
+    async def claim(self) -> None:
+        await self.factory.claim(self.rng.choice(self.servers), limit=self.rng.randint(1, 3))
 
-    async def report() -> None:
-        working = await factory.list_links(status="running,connecting")
+    async def report(self) -> None:
+        rng = self.rng
+        working = await self.factory.list_links(status="running,connecting")
         if working:
             link = rng.choice(working)
-            server = next(s for s in servers if s["id"] == link["server_id"])
+            server = next(s for s in self.servers if s["id"] == link["server_id"])
             status = rng.choice(["completed", "completed", "failed"])
             profile = rng.choice([None, "https://p"])
-            response = await factory.result(link["id"], server, status=status, profile_url=profile)
+            response = await self.factory.result(
+                link["id"], server, status=status, profile_url=profile
+            )
             assert response.status_code == 200, response.text
-            seen.add(status)
+            self.seen.add(status)
 
-    async def server_status() -> None:
-        status = rng.choice(["online", "online", "offline", "maintenance"])
-        assert await put(f"/servers/{rng.choice(servers)['id']}/status", {"status": status}) == 200
+    async def server_status(self) -> None:
+        status = self.rng.choice(["online", "online", "offline", "maintenance"])
+        server = self.rng.choice(self.servers)
+        assert await self.put(f"/servers/{server['id']}/status", {"status": status}) == 200
 
-    async def retry() -> None:
-        failed = await factory.list_links(status="failed")
+    async def retry(self) -> None:
+        failed = await self.factory.list_links(status="failed")
         if failed:
-            assert await put(f"/links/{rng.choice(failed)['id']}/retry") in (200, 409)
+            assert await self.put(f"/links/{self.rng.choice(failed)['id']}/retry") in (200, 409)
 
-    async def bulk_retry() -> None:
-        failed = await factory.list_links(status="failed")
+    async def bulk_retry(self) -> None:
+        failed = await self.factory.list_links(status="failed")
         if failed:
-            assert await put("/links/bulk-retry", {"link_ids": [f["id"] for f in failed]}) == 200
+            ids = [f["id"] for f in failed]
+            assert await self.put("/links/bulk-retry", {"link_ids": ids}) == 200
 
-    async def final() -> None:
-        assert await put("/links/mark-final-failed") == 200
+    async def final(self) -> None:
+        assert await self.put("/links/mark-final-failed") == 200
 
-    async def connect() -> None:
-        assert await put(f"/requests/{rng.choice(requests)['id']}/connect") == 200
+    async def connect(self) -> None:
+        assert await self.put(f"/requests/{self.rng.choice(self.requests)['id']}/connect") == 200
 
-    async def complete() -> None:
-        assert await put(f"/requests/{rng.choice(requests)['id']}/complete") == 200
+    async def complete(self) -> None:
+        assert await self.put(f"/requests/{self.rng.choice(self.requests)['id']}/complete") == 200
+
+
+async def test_random_operations_keep_active_tasks(factory: Factory, ctx: Context) -> None:
+    rng = random.Random(20251201)
+    servers = [await factory.server(max_threads=rng.randint(1, 4)) for _ in range(3)]
+    requests = [await factory.request(status="running") for _ in range(4)]
+    ops = RandomOperations(factory, rng, servers, requests)
+    seen = ops.seen
+    create, assign, claim, report = ops.create, ops.assign, ops.claim, ops.report
+    server_status, retry, bulk_retry = ops.server_status, ops.retry, ops.bulk_retry
+    final, connect, complete = ops.final, ops.connect, ops.complete
 
     operations = [create] * 6 + [assign] * 10 + [claim] * 6 + [report] * 10
     operations += [server_status, retry, bulk_retry, final, connect, complete]
@@ -155,7 +180,7 @@ async def test_random_operations_keep_active_tasks(factory: Factory, ctx: Contex
         if n % 5 == 4:
             await assert_active_tasks_consistent(ctx)
             stats = await factory.client.get(f"{ADMIN}/stats", headers=factory.admin)
-            seen |= set(stats.json()["links"])
+            seen.update(stats.json()["links"])
     # the mix really went through the state machine
     assert {"pending", "queued", "running", "completed", "failed", "canceled"} <= seen
     counts = await assert_active_tasks_consistent(ctx)

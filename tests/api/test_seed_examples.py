@@ -32,20 +32,22 @@ async def _setup(factory: Factory) -> dict[str, Any]:
     }
 
 
-async def test_every_seed_example(factory: Factory) -> None:
-    w = await _setup(factory)
-    get, put, post = factory.client.get, factory.client.put, factory.client.post
+SERVER_FIELDS = {"id", "name", "ip", "service", "status", "active_threads", "active_tasks",
+                 "max_threads", "priority", "last_health_check", "last_active"}  # fmt: skip
+REQUEST_FIELDS = {"id", "user_id", "service_type", "group_id", "name", "website", "auction_price",
+                  "target", "created_links", "status", "type_request", "priority", "config", "data",
+                  "folder_urls", "started_at", "created_at"}  # fmt: skip
+
+
+async def _servers_and_requests(factory: Factory, w: dict[str, Any]) -> None:
+    """The examples of the servers and requests sections."""
+    get, put = factory.client.get, factory.client.put
     h = factory.worker
-    server_fields = {"id", "name", "ip", "service", "status", "active_threads", "active_tasks",
-                     "max_threads", "priority", "last_health_check", "last_active"}  # fmt: skip
-    request_fields = {"id", "user_id", "service_type", "group_id", "name", "website", "auction_price",
-                      "target", "created_links", "status", "type_request", "priority", "config", "data",
-                      "folder_urls", "started_at", "created_at"}  # fmt: skip
 
     r = await get(f"{BASE}/servers?status=online&inactive_minutes=5", headers=h)
     body = r.json()
     assert r.status_code == 200 and body["success"] is True and body["total"] == len(body["data"])
-    assert server_fields <= set(body["data"][0])
+    assert set(body["data"][0]) >= SERVER_FIELDS
 
     r = await get(f"{BASE}/servers/available?status=online&service=tool", headers=h)
     (item,) = r.json()["data"]
@@ -58,7 +60,7 @@ async def test_every_seed_example(factory: Factory) -> None:
     await put(f"{BASE}/servers/{w['server']['id']}/status", json={"status": "online"}, headers=h)
 
     r = await get(f"{BASE}/requests?status=pending,running&service_type=entity&limit=50", headers=h)
-    assert r.status_code == 200 and request_fields <= set(r.json()["data"][0])
+    assert r.status_code == 200 and set(r.json()["data"][0]) >= REQUEST_FIELDS
 
     r = await get(f"{BASE}/requests/completable?status=running&all_links_done=true", headers=h)
     assert r.status_code == 200 and r.json() == {"success": True, "data": [], "total": 0}
@@ -77,6 +79,12 @@ async def test_every_seed_example(factory: Factory) -> None:
         f"{BASE}/requests/{w['request']['id']}/status", json={"status": "running"}, headers=h
     )
     assert r.status_code == 200 and r.json()["data"]["started_at"] is not None
+
+
+async def _links(factory: Factory, w: dict[str, Any]) -> None:
+    """The examples of the links section."""
+    get, put, post = factory.client.get, factory.client.put, factory.client.post
+    h = factory.worker
 
     r = await get(f"{BASE}/links?status=pending&service_type=entity&limit=100", headers=h)
     assert r.json()["total"] == 3
@@ -125,6 +133,12 @@ async def test_every_seed_example(factory: Factory) -> None:
                           "last_post_at", "request_pending", "request_completed"}  # fmt: skip
     assert stats["email"] == "user@gmail.com" and stats["pending_count"] == 4
 
+
+async def _sites_accounts_settings_and_closing(factory: Factory, w: dict[str, Any]) -> None:
+    """Sites, accounts, settings, then connect and complete."""
+    get, put = factory.client.get, factory.client.put
+    h = factory.worker
+
     r = await get(f"{BASE}/sites?type=entity&active=true&limit=100", headers=h)
     assert [s["name"] for s in r.json()["data"]] == ["example.com"]
     r = await get(f"{BASE}/sites?ids={w['site']['id']},{w['site']['id']}", headers=h)
@@ -144,3 +158,10 @@ async def test_every_seed_example(factory: Factory) -> None:
     assert set(r.json()) == {"success", "updated", "links_connect", "links_canceled"}
     r = await put(f"{BASE}/requests/{w['request']['id']}/complete", headers=h)
     assert r.json() == {"success": True, "updated": True}
+
+
+async def test_every_seed_example(factory: Factory) -> None:
+    w = await _setup(factory)
+    await _servers_and_requests(factory, w)
+    await _links(factory, w)
+    await _sites_accounts_settings_and_closing(factory, w)

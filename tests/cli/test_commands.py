@@ -92,6 +92,14 @@ def test_admin_keys_created_listed_and_revoked(env: dict[str, str]) -> None:
     assert "no admin key has that id" in line and "assign admin-key list" in line
 
 
+def test_read_only_admin_keys(env: dict[str, str]) -> None:
+    created = run_json(env, "admin-key", "create", "--name", "viewer", "--read-only")
+    assert created["read_only"] is True and created["key"].startswith("asg_")
+    assert run_json(env, "admin-key", "create", "--name", "ops")["read_only"] is False
+    listed = {k["name"]: k["read_only"] for k in run_json(env, "admin-key", "list")}
+    assert listed == {"viewer": True, "ops": False}
+
+
 def test_stats_as_json(env: dict[str, str]) -> None:
     run(env, "server", "add", "tool-01", "--max-threads", "3")
     data = run_json(env, "stats")

@@ -30,6 +30,7 @@ import asyncpg
 import pytest
 
 from assign.demo.service import Service, free_port, running_service
+from assign.testing import databases
 from tests.conftest import TEST_SECRET
 
 PG_BIN = Path(os.environ.get("ASSIGN_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
@@ -258,7 +259,7 @@ def fault_template(
     db = FaultDatabase(
         private_pg, "assign_fault_template", "", "", "", tmp_path_factory.mktemp("t")
     )
-    asyncio.run(private_pg.execute(f'CREATE DATABASE "{db.name}"'))
+    asyncio.run(databases.create_database(private_pg.url(), db.name))
     db.cli("migrate")
     db.worker_key = db.cli("server", "add", "fault-assign", "--service", "assign").split()[-1]
     db.tool_key = db.cli("server", "add", "fault-tool", "--service", "tool", "--max-threads", "500")
@@ -278,7 +279,7 @@ def fault_db(
     if not private_pg.running():  # a test that failed while the server was down
         private_pg.start()
     name = f"assign_fault_{uuid.uuid4().hex[:8]}"
-    asyncio.run(private_pg.execute(f'CREATE DATABASE "{name}" TEMPLATE "{fault_template.name}"'))
+    asyncio.run(databases.create_database(private_pg.url(), name, template=fault_template.name))
     t = fault_template
     db = FaultDatabase(private_pg, name, t.worker_key, t.tool_key, t.tool_server_id, tmp_path)
     try:
@@ -286,4 +287,4 @@ def fault_db(
     finally:
         if not private_pg.running():
             private_pg.start()
-        asyncio.run(private_pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(databases.drop_database(private_pg.url(), name))

@@ -15,17 +15,17 @@ from assign.clock import Clock
 from assign.db.engine import Database
 from assign.security.crypto import Cipher
 from assign.services.context import Context
-from tests.conftest import PG_ADMIN_URL, PG_SKIP, TEST_SECRET, make_settings
+from tests.conftest import PG_ADMIN_URL, TEST_SECRET, make_settings
 from tests.factories import Factory
 from tests.integration.procs import Processes, migrated_database
 
 
 @pytest.fixture
-async def scratch_db() -> AsyncIterator[str]:
-    """The URL (``postgresql://``) of a new migrated database, dropped after the test."""
-    if PG_ADMIN_URL is None:
-        pytest.skip(PG_SKIP)
-    async with migrated_database(PG_ADMIN_URL, "assign_it") as url:
+async def scratch_db(pg_template: str) -> AsyncIterator[str]:
+    """The URL (``postgresql://``) of a new migrated database (a copy of the session's
+    template), dropped after the test."""
+    assert PG_ADMIN_URL is not None
+    async with migrated_database(PG_ADMIN_URL, "assign_it", pg_template) as url:
         yield url
 
 

@@ -239,17 +239,26 @@ async def add_links(http: httpx.AsyncClient, feed: Feed, per_request: int) -> No
     assert response.json()["created"] == len(items)
 
 
-async def run_server(
-    http: LightClient, server: SimServer, record: Record, stop: asyncio.Event, seed: int
-) -> None:
-    """One tool server until ``stop``; then it finishes the work it holds."""
-    rng = random.Random(seed)
-    working: set[asyncio.Task[None]] = set()
+class ServerLoop:
+    """One simulated tool server: heartbeats, claims, works and reports until ``stop``."""
 
-    async def heartbeat() -> None:
-        while not stop.is_set():
+    def __init__(
+        self, http: LightClient, server: SimServer, record: Record, stop: asyncio.Event, seed: int
+    ) -> None:
+        self.http = http
+        self.server = server
+        self.record = record
+        self.stop = stop
+        self.rng = random.Random(seed)
+        self.working: set[asyncio.Task[None]] = set()
+
+    async def heartbeat(self) -> None:
+        server, record = self.server, self.record
+        while not self.stop.is_set():
             try:
-                response = await http.post(f"{TOOL}/heartbeat", json={}, headers=server.headers)
+                response = await self.http.post(
+                    f"{TOOL}/heartbeat", json={}, headers=server.headers
+                )
                 if response.status_code == 503:
                     record.unavailable += 1
                 elif response.status_code != 200:
@@ -257,10 +266,11 @@ async def run_server(
             except httpx.TransportError:
                 record.unavailable += 1
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 2.0)
+                await asyncio.wait_for(self.stop.wait(), 2.0)
 
-    async def work(link: dict[str, Any]) -> None:
-        await asyncio.sleep(rng.uniform(0.005, 0.03))
+    async def work(self, link: dict[str, Any]) -> None:
+        server = self.server
+        await asyncio.sleep(self.rng.uniform(0.005, 0.03))
         link_id, attempt = link["id"], link["retry_count"]
         failed = fails(link_id, attempt)
         body = (
@@ -276,19 +286,20 @@ async def run_server(
         # later, so this count never exceeds what the database holds on the server
         server.in_flight -= 1
         server.freed.set()
-        if await report(link_id, attempt, body):
+        if await self.report(link_id, attempt, body):
             if failed:
-                record.failures[link_id] += 1
+                self.record.failures[link_id] += 1
             else:
-                record.completed.append(link_id)
+                self.record.completed.append(link_id)
 
-    async def report(link_id: str, attempt: int, body: dict[str, Any]) -> bool:
+    async def report(self, link_id: str, attempt: int, body: dict[str, Any]) -> bool:
         """Send a result, again after a 503 or a dropped connection, as a tool server would;
         True once the database has it."""
+        server, record = self.server, self.record
         uncertain = False  # whether an earlier try may have been applied
         for n in range(10):
             try:
-                response = await http.put(
+                response = await self.http.put(
                     f"{TOOL}/links/{link_id}/result", json=body, headers=server.headers
                 )
             except httpx.TransportError:
@@ -303,7 +314,11 @@ async def run_server(
                 continue
             if response.status_code == 200:
                 return True
-            if response.status_code == 409 and uncertain and await landed(link_id, attempt, body):
+            if (
+                response.status_code == 409
+                and uncertain
+                and await self.landed(link_id, attempt, body)
+            ):
                 return True
             record.problems.append(
                 f"{server.name} result {link_id}: {response.status_code} {response.text}"
@@ -312,9 +327,9 @@ async def run_server(
         record.problems.append(f"{server.name} result {link_id}: gave up after 10 tries")
         return False
 
-    async def landed(link_id: str, attempt: int, body: dict[str, Any]) -> bool:
+    async def landed(self, link_id: str, attempt: int, body: dict[str, Any]) -> bool:
         """Whether this attempt's result is already recorded (an earlier try went through)."""
-        response = await http.get(f"{TOOL}/links/{link_id}", headers=server.headers)
+        response = await self.http.get(f"{TOOL}/links/{link_id}", headers=self.server.headers)
         if response.status_code == 404:  # no longer this server's: it failed and was retried
             return body["status"] == "failed"
         data = response.json()["data"] if response.status_code == 200 else {}
@@ -322,57 +337,69 @@ async def run_server(
             return data.get("status") == "failed" or data.get("retry_count", -1) > attempt
         return data.get("status") == "completed" and data.get("retry_count") == attempt
 
-    def check(link: dict[str, Any]) -> None:
+    def check(self, link: dict[str, Any]) -> None:
+        server, problems = self.server, self.record.problems
         if link["server_id"] != server.id or link["status"] not in ("running", "connecting"):
-            record.problems.append(f"{server.name} got {link['id']} as {link['status']}")
+            problems.append(f"{server.name} got {link['id']} as {link['status']}")
         if server.service_types and link["service_type"] not in server.service_types:
-            record.problems.append(f"{server.name} got a {link['service_type']} link")
+            problems.append(f"{server.name} got a {link['service_type']} link")
         site = link["site_name"]  # site-R-I.example carries password pw-R-I
         if link.get("password") != "pw-" + site[len("site-") : -len(".example")]:
-            record.problems.append(f"{server.name} got a wrong password for {link['id']}")
+            problems.append(f"{server.name} got a wrong password for {link['id']}")
 
-    beat = asyncio.create_task(heartbeat())
-    try:
-        while not stop.is_set():
-            if server.in_flight >= server.max_threads:  # full: wait for a report to free a slot
-                server.freed.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(server.freed.wait(), 0.5)
-                continue
-            try:
-                response = await http.post(
-                    f"{TOOL}/links/claim", json={"limit": 1000}, headers=server.headers
-                )
-            except httpx.HTTPError as exc:
-                record.problems.append(f"{server.name} claim {exc!r}")
-                await asyncio.sleep(0.1)
-                continue
-            if response.status_code == 503:  # nothing was claimed: ask again shortly
-                record.unavailable += 1
-                await asyncio.sleep(0.2)
-                continue
-            if response.status_code != 200:
-                record.problems.append(f"{server.name} claim {response.status_code}")
-                await asyncio.sleep(0.1)
-                continue
-            claimed = response.json()["data"]
-            server.in_flight += len(claimed)
-            server.peak = max(server.peak, server.in_flight)
-            if server.in_flight > server.max_threads:
-                record.problems.append(
-                    f"{server.name} holds {server.in_flight} links, "
-                    f"max_threads {server.max_threads}"
-                )
-            for link in claimed:
-                record.claims.append((link["id"], link["retry_count"]))
-                check(link)
-                task = asyncio.create_task(work(link))
-                working.add(task)
-                task.add_done_callback(working.discard)
-            await asyncio.sleep(0.03 if claimed else 0.15)
-    finally:
-        await asyncio.gather(*list(working), return_exceptions=True)
-        await beat
+    async def claim(self) -> float:
+        """One claim, its links set to work; how long to wait before the next."""
+        server, record = self.server, self.record
+        try:
+            response = await self.http.post(
+                f"{TOOL}/links/claim", json={"limit": 1000}, headers=server.headers
+            )
+        except httpx.HTTPError as exc:
+            record.problems.append(f"{server.name} claim {exc!r}")
+            return 0.1
+        if response.status_code == 503:  # nothing was claimed: ask again shortly
+            record.unavailable += 1
+            return 0.2
+        if response.status_code != 200:
+            record.problems.append(f"{server.name} claim {response.status_code}")
+            return 0.1
+        claimed = response.json()["data"]
+        server.in_flight += len(claimed)
+        server.peak = max(server.peak, server.in_flight)
+        if server.in_flight > server.max_threads:
+            record.problems.append(
+                f"{server.name} holds {server.in_flight} links, max_threads {server.max_threads}"
+            )
+        for link in claimed:
+            record.claims.append((link["id"], link["retry_count"]))
+            self.check(link)
+            task = asyncio.create_task(self.work(link))
+            self.working.add(task)
+            task.add_done_callback(self.working.discard)
+        return 0.03 if claimed else 0.15
+
+    async def run(self) -> None:
+        """Until ``stop``; then it finishes the work it holds."""
+        server = self.server
+        beat = asyncio.create_task(self.heartbeat())
+        try:
+            while not self.stop.is_set():
+                if server.in_flight >= server.max_threads:  # full: wait for a report to free one
+                    server.freed.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(server.freed.wait(), 0.5)
+                    continue
+                await asyncio.sleep(await self.claim())
+        finally:
+            await asyncio.gather(*list(self.working), return_exceptions=True)
+            await beat
+
+
+async def run_server(
+    http: LightClient, server: SimServer, record: Record, stop: asyncio.Event, seed: int
+) -> None:
+    """One tool server until ``stop``; then it finishes the work it holds."""
+    await ServerLoop(http, server, record, stop, seed).run()
 
 
 SAMPLE_SQL = """

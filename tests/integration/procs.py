@@ -9,24 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import asyncpg
-import httpx
 from sqlalchemy.engine import make_url
 
 from assign.dispatcher.leader import LOCK_KEY
+from assign.testing import databases, procs
+from assign.testing.databases import plain_url
+from assign.testing.procs import Proc, cpu_seconds
 from tests.conftest import TEST_SECRET
 
 #: how long a process may take to start (imports and all) on a busy machine
@@ -46,11 +41,6 @@ WHERE l.locktype = 'advisory' AND l.granted
 """
 
 
-def plain_url(url: str) -> str:
-    """``postgresql+asyncpg://...`` -> ``postgresql://...`` (what asyncpg and operators use)."""
-    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
-
-
 def assign_env(database_url: str, **settings: Any) -> dict[str, str]:
     """The environment of an Assign process: this test's database, no inherited ASSIGN_*."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSIGN_")}
@@ -66,62 +56,20 @@ def assign_env(database_url: str, **settings: Any) -> dict[str, str]:
 
 def free_port(ports: range = PORTS) -> int:
     """A port of ``ports`` that nothing listens on right now."""
-    for port in ports:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
+    return procs.free_port(ports)
 
 
 @contextlib.asynccontextmanager
-async def migrated_database(admin_url: str, prefix: str) -> AsyncIterator[str]:
-    """A new database migrated to head (its ``postgresql://`` URL), dropped on exit."""
-    from assign.db.migrate import upgrade
-    from tests.conftest import _with_database
-
-    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(plain_url(admin_url))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    try:
-        url = _with_database(admin_url, name)
-        await asyncio.to_thread(upgrade, url)
+async def migrated_database(admin_url: str, prefix: str, template: str) -> AsyncIterator[str]:
+    """A new database cloned from the migrated ``template`` (its ``postgresql://`` URL),
+    dropped on exit."""
+    async with databases.scratch_database(admin_url, prefix, template=template) as url:
         yield plain_url(url)
-    finally:
-        conn = await asyncpg.connect(plain_url(admin_url))
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
 
 async def run_cli(env: dict[str, str], *args: str) -> str:
     """``assign ARGS``; its stdout (the last line is the key for the key-printing commands)."""
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "assign", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=STARTUP,
-        check=False,
-    )
-    assert done.returncode == 0, f"assign {' '.join(args)} failed:\n{done.stderr}"
-    return done.stdout
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a live process has used (0 when it is gone or not readable)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return await asyncio.to_thread(procs.run_cli, env, *args, timeout=STARTUP)
 
 
 async def backend_cpu_seconds(conn: asyncpg.Connection) -> float:
@@ -130,92 +78,8 @@ async def backend_cpu_seconds(conn: asyncpg.Connection) -> float:
     return sum(cpu_seconds(r["pid"]) for r in pids)
 
 
-class Proc:
-    """One ``assign`` subprocess with its log file."""
-
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.args = args
-        self.log_path = log_dir / f"{name}.log"
-        self._log: IO[bytes] = self.log_path.open("wb")
-        self.popen = subprocess.Popen(
-            [sys.executable, "-m", "assign", *args],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
-
-    def __repr__(self) -> str:
-        return f"<{self.name} pid {self.pid}>"
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    @property
-    def returncode(self) -> int | None:
-        return self.popen.poll()
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def send(self, sig: int) -> None:
-        self.popen.send_signal(sig)
-
-    async def wait_exit(self, within: float) -> int | None:
-        """The exit code, or None if still running after ``within`` seconds."""
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline:
-            code = self.popen.poll()
-            if code is not None:
-                return code
-            await asyncio.sleep(0.005)
-        return self.popen.poll()
-
-    def records(self) -> list[dict[str, Any]]:
-        """The JSON log lines written so far (anything else is skipped)."""
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            with contextlib.suppress(ValueError):
-                record = json.loads(line)
-                if isinstance(record, dict):
-                    out.append(record)
-        return out
-
-    def logged(self, msg: str) -> list[dict[str, Any]]:
-        return [r for r in self.records() if r.get("msg") == msg]
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time used so far (0 once it has exited)."""
-        return cpu_seconds(self.pid)
-
-    def log_tail(self, lines: int = 30) -> str:
-        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def close(self) -> None:
-        """Stop it (SIGTERM, then SIGKILL after 10 s) and wait for it; idempotent."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(10)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self._log.close()
-
-
-class Processes:
+class Processes(procs.Processes):
     """Every process a test starts; all of them are stopped and waited for at teardown."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = log_dir
-        self.started: list[Proc] = []
-
-    def start(self, name: str, env: dict[str, str], *args: str) -> Proc:
-        proc = Proc(name, list(args), env, self.log_dir)
-        self.started.append(proc)
-        return proc
 
     async def serve(self, name: str, env: dict[str, str]) -> tuple[Proc, str]:
         """``assign serve --no-dispatcher`` on a free port; the process and its base URL."""
@@ -230,14 +94,6 @@ class Processes:
             # another program took the port between the probe and the bind: another port
         raise AssertionError(f"assign serve did not get ready:\n{proc.log_tail()}")
 
-    def close(self) -> None:
-        """SIGTERM to every live one at once, then each is waited for (SIGKILL after 10 s)."""
-        for proc in self.started:
-            if proc.alive():
-                proc.send(signal.SIGTERM)
-        for proc in self.started:
-            proc.close()
-
     def dispatchers(self) -> list[Proc]:
         return [p for p in self.started if p.args[:1] == ["dispatch"]]
 
@@ -245,14 +101,7 @@ class Processes:
 async def wait_ready(proc: Proc, base: str, within: float = STARTUP) -> bool:
     """Whether the API at ``base`` answers /readyz within ``within`` seconds (False as soon as
     the process has exited)."""
-    deadline = time.monotonic() + within
-    async with httpx.AsyncClient(base_url=base, timeout=2) as http:
-        while time.monotonic() < deadline and proc.alive():
-            with contextlib.suppress(httpx.HTTPError):
-                if (await http.get("/readyz")).status_code == 200:
-                    return True
-            await asyncio.sleep(0.05)
-    return False
+    return await procs.wait_ready_async(proc, base, within)
 
 
 # --- who leads ---------------------------------------------------------------------------------

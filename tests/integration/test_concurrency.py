@@ -22,7 +22,7 @@ from assign.clock import Clock
 from assign.db.engine import Database
 from assign.security.crypto import Cipher
 from assign.services.context import Context
-from tests.conftest import PG_ADMIN_URL, PG_SKIP, TEST_SECRET, make_settings
+from tests.conftest import PG_ADMIN_URL, TEST_SECRET, make_settings
 from tests.factories import TOOL, WORKER, Factory
 from tests.integration.procs import (
     Processes,
@@ -41,11 +41,10 @@ CLIENTS = 32
 
 
 @pytest.fixture(scope="module")
-async def scratch_url() -> AsyncIterator[str]:
+async def scratch_url(pg_template: str) -> AsyncIterator[str]:
     """A new migrated database for this module (``postgresql://``), dropped at the end."""
-    if PG_ADMIN_URL is None:
-        pytest.skip(PG_SKIP)
-    async with migrated_database(PG_ADMIN_URL, "assign_conc") as url:
+    assert PG_ADMIN_URL is not None
+    async with migrated_database(PG_ADMIN_URL, "assign_conc", pg_template) as url:
         yield url
 
 

@@ -88,11 +88,9 @@ class Run:
         )
 
 
-async def run_fleet(
-    procs: Processes, db: asyncpg.Connection, url: str, *, kill_at: tuple[float, ...] = ()
-) -> Run:
-    """Start everything, feed 5,000 links, and (at each fraction of ``kill_at`` of the links
-    completed) SIGKILL the leading dispatcher; returns once every request is completed."""
+async def _start(procs: Processes, db: asyncpg.Connection, url: str) -> tuple[Run, str]:
+    """Three dispatchers (one of them leading), the API, the keys and the simulated fleet's
+    servers and requests; the run to fill in and the API's base URL."""
     env = assign_env(
         url,
         dispatch_interval=INTERVAL,
@@ -102,7 +100,6 @@ async def run_fleet(
         retry_max_seconds=0.5,
         db_pool_size=4,
     )
-    begun = time.monotonic()
     dispatchers = [procs.start(f"dispatch-{i}", env, "dispatch") for i in range(3)]
     (api, base), admin_out, assign_out = await asyncio.gather(
         procs.serve("api", {**env, "ASSIGN_DB_POOL_SIZE": "10"}),
@@ -111,21 +108,57 @@ async def run_fleet(
     )
     admin_key = admin_out.strip().splitlines()[-1]
     assign_key = assign_out.strip().splitlines()[-1]
-    port = pg_port(url)
-    first, _ = await wait_leader(db, dispatchers, port, within=STARTUP)
+    first, _ = await wait_leader(db, dispatchers, pg_port(url), within=STARTUP)
     assert first is not None, "no dispatcher took the lock"
-
-    record = fleet.Record()
-    stop = asyncio.Event()
-    extra: list[asyncpg.Connection] = []
-    tasks: list[asyncio.Task[None]] = []
-    run = None
-    fleet_http = fleet.LightClient("127.0.0.1", int(base.rsplit(":", 1)[1]))
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         feed = await fleet.make_feed(
             http, admin_key=admin_key, assign_key=assign_key, threads=THREADS, requests=REQUESTS
         )
-        run = Run(record, feed, dispatchers, api, 0.0)
+    return Run(fleet.Record(), feed, dispatchers, api, 0.0), base
+
+
+async def _wait_until_done(
+    db: asyncpg.Connection, run: Run, tasks: list[asyncio.Task[None]], started: float
+) -> None:
+    """Until every link is completed and every request closed; a failure at once when a helper
+    task crashed, nothing progressed for STALL seconds or DEADLINE has passed."""
+    progress, progressed_at = -1, time.monotonic()
+    while True:
+        counts = await fleet.link_counts(db)
+        done = counts.get("completed", 0)
+        if done == LINKS and await fleet.open_requests(db) == 0:
+            return
+        for task in tasks:  # a crashed helper is a failure now, not at the deadline
+            if task.done() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        if done != progress:
+            progress, progressed_at = done, time.monotonic()
+        now = time.monotonic()
+        if now - started > DEADLINE or now - progressed_at > STALL:
+            cpu = {p.name: round(p.cpu_seconds(), 1) for p in [run.api, *run.dispatchers]}
+            cpu["postgres"] = round(await backend_cpu_seconds(db), 1)
+            raise AssertionError(
+                f"not done after {now - started:.0f} s ({now - progressed_at:.0f} s "
+                f"without progress): links {counts}, "
+                f"{await fleet.open_requests(db)} request(s) open, "
+                f"problems {run.record.problems[:5]}, CPU seconds {cpu}"
+            )
+        await asyncio.sleep(0.25)
+
+
+async def run_fleet(
+    procs: Processes, db: asyncpg.Connection, url: str, *, kill_at: tuple[float, ...] = ()
+) -> Run:
+    """Start everything, feed 5,000 links, and (at each fraction of ``kill_at`` of the links
+    completed) SIGKILL the leading dispatcher; returns once every request is completed."""
+    begun = time.monotonic()
+    run, base = await _start(procs, db, url)
+    record, feed, port = run.record, run.feed, pg_port(url)
+    stop = asyncio.Event()
+    extra: list[asyncpg.Connection] = []
+    tasks: list[asyncio.Task[None]] = []
+    fleet_http = fleet.LightClient("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         try:
             sampler_conn = await asyncpg.connect(url)
             extra.append(sampler_conn)
@@ -145,30 +178,9 @@ async def run_fleet(
                 tasks.append(
                     asyncio.create_task(_kill_leaders(killer_conn, run, port, kill_at, stop))
                 )
-            progress, progressed_at = -1, time.monotonic()
-            while True:
-                counts = await fleet.link_counts(db)
-                done = counts.get("completed", 0)
-                if done == LINKS and await fleet.open_requests(db) == 0:
-                    break
-                for task in tasks:  # a crashed helper is a failure now, not at the deadline
-                    if task.done() and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
-                if done != progress:
-                    progress, progressed_at = done, time.monotonic()
-                now = time.monotonic()
-                if now - started > DEADLINE or now - progressed_at > STALL:
-                    cpu = {p.name: round(p.cpu_seconds(), 1) for p in [api, *dispatchers]}
-                    cpu["postgres"] = round(await backend_cpu_seconds(db), 1)
-                    raise AssertionError(
-                        f"not done after {now - started:.0f} s ({now - progressed_at:.0f} s "
-                        f"without progress): links {counts}, "
-                        f"{await fleet.open_requests(db)} request(s) open, "
-                        f"problems {record.problems[:5]}, CPU seconds {cpu}"
-                    )
-                await asyncio.sleep(0.25)
+            await _wait_until_done(db, run, tasks, started)
             run.seconds = time.monotonic() - started
-            run.cpu = {p.name: p.cpu_seconds() for p in [api, *dispatchers]}
+            run.cpu = {p.name: p.cpu_seconds() for p in [run.api, *run.dispatchers]}
             run.cpu["postgres"] = await backend_cpu_seconds(db)
             usage = resource.getrusage(resource.RUSAGE_SELF)
             run.cpu["test"] = usage.ru_utime + usage.ru_stime - cpu_before

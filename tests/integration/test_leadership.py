@@ -16,6 +16,7 @@ import asyncio
 import signal
 import time
 import uuid
+from typing import Any
 
 import asyncpg
 import pytest
@@ -137,15 +138,41 @@ async def _waiting_on_lock(db: asyncpg.Connection, statement: str) -> bool:
     )
 
 
-async def test_sigterm_mid_tick_finishes_it_exits_0_and_hands_over(
-    procs: Processes, db: asyncpg.Connection, scratch_db: str, local_factory: Factory
-) -> None:
-    factory = local_factory
+async def _request_with_links_to_place(factory: Factory) -> dict[str, Any]:
+    """A tool server with free slots, and a pending request with 3 links for it."""
     server = await factory.server(max_threads=5)
     response = await factory.client.post(f"{TOOL}/heartbeat", json={}, headers=factory.tool(server))
     assert response.status_code == 200
     request = await factory.request()
     await factory.links(request, 3)
+    return request
+
+
+async def _wait_for_step_6(db: asyncpg.Connection) -> None:
+    """Until the leader's tick waits for the lock on the request (step 6), 20 s at most."""
+    deadline = time.monotonic() + 20
+    while not await _waiting_on_lock(db, "UPDATE requests"):
+        assert time.monotonic() < deadline, "the tick never reached step 6"
+        await asyncio.sleep(0.02)
+
+
+async def _assert_tick_committed(db: asyncpg.Connection, request_id: str, before: float) -> None:
+    """The tick begun before SIGTERM committed its last step: the request was started (before
+    ``before``) and its links are queued."""
+    started_at = await db.fetchval(
+        "SELECT started_at FROM requests WHERE id = $1", uuid.UUID(request_id)
+    )
+    assert started_at is not None and started_at.timestamp() < before
+    statuses = await db.fetch(
+        "SELECT status FROM links WHERE request_id = $1", uuid.UUID(request_id)
+    )
+    assert [r["status"] for r in statuses] == ["queued"] * 3
+
+
+async def test_sigterm_mid_tick_finishes_it_exits_0_and_hands_over(
+    procs: Processes, db: asyncpg.Connection, scratch_db: str, local_factory: Factory
+) -> None:
+    request = await _request_with_links_to_place(local_factory)
 
     # hold the request's row: the leader's tick assigns the links (step 5), then its step 6
     # (pending request -> running) waits for this lock
@@ -163,10 +190,7 @@ async def test_sigterm_mid_tick_finishes_it_exits_0_and_hands_over(
         assert leader is first
         second = procs.start("dispatch-b", env, "dispatch")
         await wait_started(second)
-        deadline = time.monotonic() + 20
-        while not await _waiting_on_lock(db, "UPDATE requests"):
-            assert time.monotonic() < deadline, "the tick never reached step 6"
-            await asyncio.sleep(0.02)
+        await _wait_for_step_6(db)
         # a tick longer than the lease keeps the lead: the leader speaks on its lock session
         await asyncio.sleep(LEASE + 1)
         still, _ = await wait_leader(db, [first, second], port, within=1)
@@ -190,15 +214,7 @@ async def test_sigterm_mid_tick_finishes_it_exits_0_and_hands_over(
     assert successor is second
     assert takeover < 2 * INTERVAL + 1, f"take-over took {takeover:.2f} s"
 
-    # the tick begun before SIGTERM committed its last step: the request was started at its time
-    started_at = await db.fetchval(
-        "SELECT started_at FROM requests WHERE id = $1", uuid.UUID(request["id"])
-    )
-    assert started_at is not None and started_at.timestamp() < sigterm_at
-    statuses = await db.fetch(
-        "SELECT status FROM links WHERE request_id = $1", uuid.UUID(request["id"])
-    )
-    assert [r["status"] for r in statuses] == ["queued"] * 3
+    await _assert_tick_committed(db, request["id"], sigterm_at)
     assert first.logged("dispatcher stopped")
     assert not errors_logged(first), first.log_tail()
     print(

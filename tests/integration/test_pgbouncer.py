@@ -163,3 +163,43 @@ async def test_fleet(
         with contextlib.suppress(Exception):
             procs.close()
     assert_pgbouncer_content(bouncer)
+
+
+async def test_waiting_claim_is_woken(
+    bouncer: pgbouncer.PgBouncer, bare_db: str, direct: str | None
+) -> None:
+    """A claim waiting for work gets a link assigned meanwhile: woken by NOTIFY on the direct
+    database, or by polling when only the pooler is known."""
+    await run_cli(env_for(bouncer, bare_db, direct), "migrate")
+    settings = make_settings(
+        bouncer.url(bare_db), direct_database_url=direct, dispatch_interval=0.5
+    )
+    db = Database(settings.database_url, pool_size=4, session_url=settings.direct_database_url)
+    ctx = Context(db=db, settings=settings, cipher=Cipher(TEST_SECRET), clock=Clock())
+    try:
+        app = create_app(context=ctx, migrate=False)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://assign.test") as http:
+            factory = await Factory.create(ctx, http)
+            server = await factory.server()
+            (link,) = await factory.links(await factory.request())
+            started = asyncio.get_running_loop().time()
+            claim = asyncio.create_task(
+                http.post(
+                    "/api/v1/tool/links/claim",
+                    json={"limit": 5, "wait_seconds": 10},
+                    headers=factory.tool(server),
+                    timeout=30,
+                )
+            )
+            await asyncio.sleep(1.0)
+            assert not claim.done()
+            assert (await factory.assign(link["id"], server)).status_code == 200
+            answer = await claim
+            waited = asyncio.get_running_loop().time() - started
+        assert [item["id"] for item in answer.json()["data"]] == [link["id"]]
+        assert waited < 4, waited
+    finally:
+        await ctx.hub.close()
+        await db.dispose()
+    assert_pgbouncer_content(bouncer)

@@ -68,6 +68,29 @@ async def _post(factory: Factory, path: str, body: dict[str, Any], key: str | No
     return response.json()
 
 
+async def _account_with_a_new_password(factory: Factory) -> None:
+    """A posting account created, then given a new password."""
+    group = new_id()
+    account = (
+        await _post(
+            factory,
+            f"{ADMIN}/accounts",
+            {"group_id": group, "email": "acct@example.com", "password": ACCOUNT_PASSWORD},
+            key="account-1",
+        )
+    )["data"]
+    response = await factory.client.patch(
+        f"{ADMIN}/accounts/{account['id']}",
+        json={"password": NEW_ACCOUNT_PASSWORD},
+        headers=factory.admin,
+    )
+    assert response.status_code == 200
+    response = await factory.client.get(
+        f"{WORKER}/accounts", params={"group_id": group}, headers=factory.worker
+    )
+    assert response.json()["data"][0]["password"] == NEW_ACCOUNT_PASSWORD
+
+
 async def test_dump_holds_no_key_or_password(factory: Factory, ctx: Context) -> None:
     # servers and their keys, with and without an Idempotency-Key (whose answer holds the key)
     plain = await factory.server()
@@ -96,26 +119,7 @@ async def test_dump_holds_no_key_or_password(factory: Factory, ctx: Context) -> 
     assert [c["password"] for c in claimed] == [LINK_PASSWORD]
     assert (await factory.result(links[0]["id"], plain, profile_url="https://p")).status_code == 200
 
-    # posting accounts: created, then given a new password
-    group = new_id()
-    account = (
-        await _post(
-            factory,
-            f"{ADMIN}/accounts",
-            {"group_id": group, "email": "acct@example.com", "password": ACCOUNT_PASSWORD},
-            key="account-1",
-        )
-    )["data"]
-    response = await factory.client.patch(
-        f"{ADMIN}/accounts/{account['id']}",
-        json={"password": NEW_ACCOUNT_PASSWORD},
-        headers=factory.admin,
-    )
-    assert response.status_code == 200
-    response = await factory.client.get(
-        f"{WORKER}/accounts", params={"group_id": group}, headers=factory.worker
-    )
-    assert response.json()["data"][0]["password"] == NEW_ACCOUNT_PASSWORD
+    await _account_with_a_new_password(factory)
     # keys in use on every surface
     assert (await factory.client.post(f"{TOOL}/heartbeat", headers=factory.tool(idem))).is_success
 

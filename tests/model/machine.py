@@ -177,6 +177,11 @@ class MachineBase(RuleBasedStateMachine):
             return data.draw(st.sampled_from(preferred))
         return data.draw(st.sampled_from([*self.links.values(), None]))
 
+    def heartbeat(self, data: st.DataObject) -> None:
+        server = self.draw_server(data, unknown=False)
+        assert server is not None
+        self.beat(server, data.draw(st.one_of(st.none(), st.integers(0, 3)), label="threads"))
+
     def beat(self, server: MServer, active_threads: int | None = None) -> None:
         body = None if active_threads is None else {"active_threads": active_threads}
         answer = self.call("POST", f"{TOOL}/heartbeat", json=body, expect=200,
@@ -185,11 +190,6 @@ class MachineBase(RuleBasedStateMachine):
         if server.status == "offline":
             server.status = "online"
         assert answer["status"] == server.status
-
-    def online(self) -> list[MServer]:
-        """The servers that claim: an online one (a claim in maintenance or offline gets nothing
-        by §9, a rule of the tool API this machine leaves to its own tests)."""
-        return [s for s in self.servers.values() if s.status == "online"]
 
     # --- setting up servers and requests -------------------------------------------------------
 

@@ -219,6 +219,8 @@ def new_visit(browser: Any, console: Console, color_scheme: str = "light") -> It
     page = context.new_page()
     requested: list[str] = []
     page.on("request", lambda r: requested.append(r.url))
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
     try:
         yield Visit(page, requested, console)
     finally:
@@ -230,9 +232,11 @@ def new_visit(browser: Any, console: Console, color_scheme: str = "light") -> It
         if urlsplit(u).scheme in ("http", "https", "ws", "wss") and urlsplit(u).netloc != own
     ]
     assert not foreign, f"the browser asked another host: {foreign}"
+    assert not errors, f"scripts failed in the page: {errors}"
 
 
 @pytest.fixture
 def visit(browser: Any, console: Console) -> Iterator[Visit]:
-    """A fresh browser context on the console; at the end, no request went to another host."""
+    """A fresh browser context on the console; at the end, no request went to another host and
+    no script failed."""
     yield from new_visit(browser, console)

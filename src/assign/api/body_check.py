@@ -33,8 +33,12 @@ def too_deep(body: bytes, limit: int = MAX_BODY_DEPTH) -> bool:
     if body.count(b"[") + body.count(b"{") <= limit:
         return False  # the common case, decided by two scans in C
     # escaped backslashes first, then escaped quotes: what is left of a string is its two quotes
-    text = body.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _DROP)
-    brackets = b"".join(text.split(b'"')[::2])
+    if b"\\" in body:
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    text = body.translate(None, _DROP)
+    brackets = text.replace(b'""', b"")  # strings without brackets, gone in one pass
+    if b'"' in brackets:  # some string holds brackets: drop every string's contents
+        brackets = b"".join(text.split(b'"')[::2])
     if len(brackets) <= limit:
         return False
     return max(accumulate(map(_STEP.__getitem__, brackets))) > limit

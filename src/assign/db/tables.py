@@ -77,7 +77,15 @@ requests = sa.Table(
     sa.Column("started_at", UTCDateTime()),
     sa.Column("completed_at", UTCDateTime()),
     *_timestamps(),
+    # when its links were moved to links_archive (migration 0007; see services.retention)
+    sa.Column("archived_at", UTCDateTime()),
     sa.Index("ix_requests_status_priority_created_at", "status", "priority", "created_at"),
+    sa.Index(
+        "ix_requests_completed_at_unarchived",
+        "completed_at",
+        postgresql_where=sa.text("archived_at IS NULL AND completed_at IS NOT NULL"),
+        sqlite_where=sa.text("archived_at IS NULL AND completed_at IS NOT NULL"),
+    ),
 )
 
 links = sa.Table(
@@ -230,24 +238,27 @@ attempts = sa.Table(
     sa.Index("ix_attempts_started_at", "started_at", postgresql_using="brin"),
 )
 
-#: completions and failures per minute, by server (``kind`` 'server') and by request
+#: completions and failures per minute, by server (``kind`` 'server') and by request; rows of
+#: differences appended by the triggers, summed by readers, folded together by the leader
 throughput = sa.Table(
     "throughput",
     metadata,
-    sa.Column("kind", sa.String(10), primary_key=True),
-    sa.Column("minute", UTCDateTime(), primary_key=True),
-    sa.Column("key", sa.Uuid(), primary_key=True),
+    sa.Column("kind", sa.String(10), nullable=False),
+    sa.Column("minute", UTCDateTime(), nullable=False),
+    sa.Column("key", sa.Uuid(), nullable=False),
     sa.Column("completed", sa.Integer, nullable=False, server_default="0"),
     sa.Column("failed", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_throughput_kind_minute_key", "kind", "minute", "key"),
 )
 
-#: links by (request, status); rows may hold 0
+#: links by (request, status), as rows of differences like ``throughput``
 link_counts = sa.Table(
     "link_counts",
     metadata,
-    sa.Column("request_id", sa.Uuid(), primary_key=True),
-    sa.Column("status", sa.String(20), primary_key=True),
+    sa.Column("request_id", sa.Uuid(), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
     sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Index("ix_link_counts_request_id_status", "request_id", "status"),
 )
 
 # console sessions: the cookie holds a random id, only its SHA-256 digest is stored here
@@ -272,4 +283,25 @@ dispatcher_ticks = sa.Table(
     sa.Column("name", sa.String(50), primary_key=True),
     sa.Column("holder", sa.String(100), nullable=False),
     sa.Column("ticked_at", UTCDateTime(), nullable=False),
+)
+
+
+# --- retention (migration 0007) -----------------------------------------------------------------
+
+#: the columns a link keeps once archived: all but its password
+ARCHIVED_COLUMNS = tuple(c.name for c in links.columns if c.name != "password_enc")
+
+#: links of requests closed longer than ASSIGN_ARCHIVE_AFTER_DAYS ago, moved out of ``links``
+#: (no password, no foreign key: their servers may be gone); read where answers count them
+links_archive = sa.Table(
+    "links_archive",
+    metadata,
+    *(
+        sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+        for c in links.columns
+        if c.name in ARCHIVED_COLUMNS
+    ),
+    sa.Column("archived_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_links_archive_request_id_status", "request_id", "status"),
+    sa.Index("ix_links_archive_email_completed_at", "email", "completed_at"),
 )

@@ -58,9 +58,7 @@ class Leadership:
             self._mode = "lease" if self._lock_engine is None else "lock"
         if self._lock_engine is None:
             leading = await self._renew_lease(now)
-            if leading and not self._leading:
-                log.info("dispatcher became leader", extra={"holder": self.holder})
-            self._leading = leading
+            self._leading = leading  # the loop logs the change (dispatcher.events)
             return leading
         return await self._hold_lock(self._lock_engine)
 
@@ -73,8 +71,7 @@ class Leadership:
                 if not await leadership.try_lock(self._conn, lease_seconds=self.lease_seconds):
                     await self._drop(held=False)
                     return False
-                log.info("dispatcher became leader", extra={"holder": self.holder})
-                return True
+                return True  # the loop logs the change (dispatcher.events)
             await leadership.ping(self._conn)  # still connected, so still the holder
             return True
         except Exception as exc:

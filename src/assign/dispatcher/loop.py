@@ -9,8 +9,10 @@ import time
 
 from assign import metrics
 from assign.db.engine import DatabaseUnavailable
+from assign.dispatcher import events
 from assign.dispatcher.leader import Leadership
 from assign.dispatcher.steps import PROMPT_STEPS, STEPS, tick
+from assign.services import gauges, history
 from assign.services.context import Context
 from assign.services.wake import WAKE_CHANNEL
 
@@ -20,6 +22,10 @@ log = logging.getLogger("assign.dispatcher")
 MIN_GAP = 0.05
 #: how often the links-by-state gauge is refreshed
 GAUGE_SECONDS = 10.0
+#: how often the leader deletes history older than ASSIGN_HISTORY_DAYS
+PRUNE_SECONDS = 60.0
+#: how often the leader folds the rows of differences of link counts and throughput
+COMPACT_SECONDS = 10.0
 
 
 async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
@@ -29,6 +35,8 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
     listening_on = None
     last_gauge = 0.0
     last_full = 0.0
+    was_leader = False
+    last_prune = last_compact = 0.0
     log.info("dispatcher started", extra={"holder": leadership.holder, "interval": interval})
     try:
         while not stop.is_set():
@@ -37,6 +45,9 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
             try:
                 leader = await leadership.acquire(ctx.clock.now())
                 metrics.leader.set(1 if leader else 0)
+                if leader != was_leader:
+                    events.log_leadership(leadership.holder, leader=leader)
+                    was_leader = leader
                 if leader:
                     raw = await leadership.raw_connection()
                     if raw is not None and raw is not listening_on:
@@ -51,8 +62,16 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
                     if full:
                         last_full = time.monotonic()
                         await leadership.record_tick(ctx.clock.now())
-                    metrics.tick_seconds.observe(time.perf_counter() - started)
+                    elapsed = time.perf_counter() - started
+                    metrics.tick_seconds.observe(elapsed)
+                    events.log_tick(report, seconds=elapsed, full=full)
                     busy = report.busy
+                    if full and time.monotonic() - last_compact > COMPACT_SECONDS:
+                        await history.compact(ctx)
+                        last_compact = time.monotonic()
+                    if full and time.monotonic() - last_prune > PRUNE_SECONDS:
+                        await history.prune(ctx)
+                        last_prune = time.monotonic()
                     if time.monotonic() - last_gauge > GAUGE_SECONDS:
                         await refresh_gauge(ctx)
                         last_gauge = time.monotonic()
@@ -68,6 +87,8 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
     finally:
         await leadership.release()
         metrics.leader.set(0)
+        if was_leader:
+            events.log_leadership(leadership.holder, leader=False)
         log.info("dispatcher stopped", extra={"holder": leadership.holder})
 
 
@@ -85,14 +106,8 @@ async def _pause(ctx: Context, stop: asyncio.Event, seconds: float) -> None:
 
 
 async def refresh_gauge(ctx: Context) -> None:
-    from assign.db.repositories.dispatch import count_links_by_status
-    from assign.domain.states import LinkStatus
-
-    live = [s.value for s in LinkStatus if s not in (LinkStatus.COMPLETED, LinkStatus.CANCELED)]
-    async with ctx.db.read() as conn:
-        counts = await count_links_by_status(conn, live)
-    for status in live:
-        metrics.links_by_state.labels(status).set(counts.get(status, 0))
+    """Keep the cluster-wide gauges of this process warm (also read on every scrape)."""
+    await gauges.refresh(ctx)
 
 
 async def main(ctx: Context) -> None:

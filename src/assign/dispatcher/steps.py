@@ -15,10 +15,11 @@ from assign.db.repositories import dispatch as repo
 from assign.db.repositories import links as links_repo
 from assign.db.repositories import requests as requests_repo
 from assign.db.repositories import servers as servers_repo
+from assign.dispatcher import events
 from assign.domain import dispatch as policy
 from assign.domain.ratelimit import RateLimit, allowance, start_of_day
 from assign.domain.states import RequestStatus
-from assign.services import wake
+from assign.services import retention, wake
 from assign.services.context import Context
 from assign.services.requests import connect_in
 
@@ -40,6 +41,7 @@ class TickReport:
     held_back: int = 0
     started: int = 0
     finished: dict[str, int] = field(default_factory=dict)
+    archived: int = 0
 
     @property
     def busy(self) -> bool:
@@ -52,6 +54,8 @@ async def expire_lost_servers(ctx: Context, now: datetime, report: TickReport) -
     server that is not online back to pending."""
     settings = ctx.settings
     silent_since = now - timedelta(minutes=settings.server_timeout_minutes)
+
+    lost_log: list[dict[str, object]] = []
 
     async def work(conn: AsyncConnection) -> None:
         silent = await repo.silent_servers(conn, silent_since=silent_since)
@@ -76,8 +80,10 @@ async def expire_lost_servers(ctx: Context, now: datetime, report: TickReport) -
         report.servers_lost += len(lost)
         report.released += len(released)
         report.lost_failed += len(failed)
+        lost_log[:] = await events.describe_lost(conn, lost, released, failed)
 
     await ctx.db.run(work)
+    events.log_lost(lost_log)
     metrics.rescued.labels("server_lost").inc(report.lost_failed + report.released)
 
 
@@ -268,6 +274,12 @@ async def close_requests(ctx: Context, now: datetime, report: TickReport) -> Non
     await ctx.db.run(work)
 
 
+async def archive_closed_links(ctx: Context, now: datetime, report: TickReport) -> None:
+    """Housekeeping: one batch of long-closed requests' links to the archive (the leader's
+    job, so it runs as a step; see services.retention)."""
+    report.archived += await retention.archive_closed(ctx, now=now)
+
+
 Step = Callable[[Context, datetime, "TickReport"], Awaitable[None]]
 STEPS: tuple[Step, ...] = (
     expire_lost_servers,
@@ -276,6 +288,7 @@ STEPS: tuple[Step, ...] = (
     cancel_exhausted,
     assign_pending,
     close_requests,
+    archive_closed_links,
 )
 
 

@@ -69,7 +69,7 @@ async def request_link_counts(
 async def prune(ctx: Context, *, max_batches: int = 20) -> int:
     """Delete attempts and throughput older than ``ASSIGN_HISTORY_DAYS``, in batches of
     PRUNE_BATCH rows (each its own short transaction), at most ``max_batches`` a call; rows
-    deleted. Counts of links at 0 are dropped too."""
+    deleted."""
     before = ctx.clock.now() - timedelta(days=ctx.settings.history_days)
     deleted = 0
     for prune_step in (repo.prune_attempts, repo.prune_throughput):
@@ -78,5 +78,21 @@ async def prune(ctx: Context, *, max_batches: int = 20) -> int:
             deleted += n
             if n < PRUNE_BATCH:
                 break
-    deleted += await ctx.db.run(repo.prune_empty_counts)
     return deleted
+
+
+#: throughput minutes folded by ``compact``: the recent ones, where the triggers append
+COMPACT_MINUTES = 60
+
+
+async def compact(ctx: Context) -> int:
+    """Fold the rows of differences the triggers append to ``link_counts`` and to the recent
+    minutes of ``throughput`` (readers sum them either way; this keeps the sums short). Keys
+    folded."""
+    since = minute_of(ctx.clock.now()) - timedelta(minutes=COMPACT_MINUTES)
+
+    async def work(conn: Any) -> int:
+        folded = await repo.compact_counts(conn)
+        return folded + await repo.compact_throughput(conn, since=since)
+
+    return await ctx.db.run(work)

@@ -10,8 +10,10 @@ from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign import metrics
 from assign.db import views
 from assign.db.json import JSONArray
+from assign.db.repositories import archive
 from assign.db.repositories import catalog as catalog_repo
 from assign.db.repositories import links as repo
 from assign.db.repositories import requests as requests_repo
@@ -105,7 +107,9 @@ async def create_links(ctx: Context, *, items: Sequence[NewLink]) -> int:
         await wake.notify(ctx, conn)
         return len(items)
 
-    return await ctx.db.run(work)
+    created = await ctx.db.run(work)
+    metrics.links_created.inc(created)
+    return created
 
 
 async def _sites(conn: AsyncConnection, items: Sequence[NewLink]) -> set[uuid.UUID]:
@@ -123,12 +127,13 @@ def _check_references(
     """400 naming each link whose request, server or site does not exist (a server: or is an
     assign server); else 409 naming each link of a closed request."""
     statuses = {request_id.int: status for request_id, (_, status) in found.items()}
+    shut = {n for n, status in statuses.items() if is_closed(status)}
     missing, closed = [], []
     for index, (item, request_int) in enumerate(zip(items, request_ints, strict=True)):
         status = statuses.get(request_int)
         if status is None:
             missing.append({"field": f"links[{index}].request_id", "message": "request not found"})
-        elif is_closed(status):
+        elif request_int in shut:
             closed.append(
                 {"field": f"links[{index}].request_id", "message": f"request is {status}"}
             )
@@ -291,11 +296,26 @@ async def account_stats(
     ctx: Context, *, email: str, request_id: uuid.UUID | None
 ) -> dict[str, Any]:
     day_start = start_of_day(ctx.clock.now(), ctx.settings.tz)
-    async with ctx.db.read() as conn:
+    async with ctx.db.read(snapshot=True) as conn:
         row = await repo.account_stats(
             conn, email=email, request_id=request_id, day_start=day_start
         )
-    return {"email": email, **{k: row._mapping[k] for k in row._mapping}}
+        archived = await archive.archived_account_stats(
+            conn, email=email, request_id=request_id, day_start=day_start
+        )
+    stats = {k: row._mapping[k] for k in row._mapping}
+    return {"email": email, **archive_added(stats, archived)}
+
+
+def archive_added(stats: dict[str, Any], archived: dict[str, Any]) -> dict[str, Any]:
+    """An email's stats with those of its archived links added (counts summed, the latest
+    post the later of the two)."""
+    out = dict(stats)
+    for name in ("today_count", "total_completed", "request_completed"):
+        out[name] = int(out[name] or 0) + int(archived[name] or 0)
+    posts = [t for t in (out["last_post_at"], archived["last_post_at"]) if t is not None]
+    out["last_post_at"] = max(posts) if posts else None
+    return out
 
 
 async def get_link(ctx: Context, *, link_id: uuid.UUID) -> dict[str, Any]:

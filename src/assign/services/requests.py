@@ -7,15 +7,17 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign import metrics
 from assign.db import views
+from assign.db.repositories import archive, locks
 from assign.db.repositories import links as links_repo
-from assign.db.repositories import locks
 from assign.db.repositories import requests as repo
 from assign.db.repositories import servers as servers_repo
 from assign.db.tables import links, servers
 from assign.domain.states import (
     ACTIVE,
     CANCELED_ON_CLOSE,
+    REQUEST_FINAL,
     LinkStatus,
     RequestStatus,
     is_closed,
@@ -94,19 +96,22 @@ async def list_completable(
 
 async def count_links(ctx: Context, *, request_id: uuid.UUID) -> dict[str, Any]:
     """Counts of a request's links by status, with profile and post counts."""
-    async with ctx.db.read() as conn:
+    async with ctx.db.read(snapshot=True) as conn:
         if await repo.get(conn, request_id) is None:
             raise NotFound("Request not found")
         by_status, urls = await links_repo.count_by_status(conn, request_id)
-    counts = sorted(
-        ({"status": s, "count": int(n)} for s, n in by_status), key=lambda c: c["status"]
-    )
+        # a request's links include those moved to the archive (services.retention)
+        archived_by_status, archived_urls = await archive.archived_counts(conn, request_id)
+    totals: dict[str, int] = {}
+    for status, n in [*by_status, *archived_by_status]:
+        totals[status] = totals.get(status, 0) + int(n)
+    counts = [{"status": s, "count": n} for s, n in sorted(totals.items()) if n]
     return {
         "request_id": request_id,
         "counts": counts,
         "total": sum(c["count"] for c in counts),
-        "profile_count": int(urls[0]),
-        "post_count": int(urls[1]),
+        "profile_count": int(urls[0]) + int(archived_urls[0]),
+        "post_count": int(urls[1]) + int(archived_urls[1]),
     }
 
 
@@ -122,7 +127,9 @@ async def set_status(ctx: Context, *, request_id: uuid.UUID, status: str) -> dic
         row = await _enter_status(conn, request_id, status, now)
         return views.request(row)
 
-    return await ctx.db.run(work)
+    answer = await ctx.db.run(work)
+    count_finished(status)
+    return answer
 
 
 async def _lock_links(
@@ -202,7 +209,9 @@ async def complete(ctx: Context, *, request_id: uuid.UUID) -> dict[str, Any]:
         await _enter_status(conn, request_id, RequestStatus.COMPLETED, now)
         return {"updated": True}
 
-    return await ctx.db.run(work)
+    answer = await ctx.db.run(work)
+    count_finished(RequestStatus.COMPLETED)
+    return answer
 
 
 async def update_request(
@@ -228,4 +237,13 @@ async def update_request(
         assert row is not None
         return views.request(row)
 
-    return await ctx.db.run(work)
+    answer = await ctx.db.run(work)
+    if status is not None:
+        count_finished(status)
+    return answer
+
+
+def count_finished(status: str) -> None:
+    """Count a request closed by an API call (the dispatcher counts those it closes)."""
+    if status in REQUEST_FINAL:
+        metrics.requests_finished.labels(str(status)).inc()

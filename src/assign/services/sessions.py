@@ -70,11 +70,9 @@ async def find(ctx: Context, *, token: str) -> Session | None:
 
 async def sign_out(ctx: Context, *, id_hash: str) -> None:
     """End the session on the server: its cookie no longer works."""
-    async with ctx.db.transaction() as conn:
-        await repo.delete(conn, id_hash)
+    await ctx.db.run(lambda conn: repo.delete(conn, id_hash))
 
 
 async def set_flash(ctx: Context, *, id_hash: str, flash: str | None) -> None:
     """The notice the session's next page shows once (None clears it)."""
-    async with ctx.db.transaction() as conn:
-        await repo.set_flash(conn, id_hash, flash)
+    await ctx.db.run(lambda conn: repo.set_flash(conn, id_hash, flash))

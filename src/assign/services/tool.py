@@ -13,18 +13,22 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign import metrics
 from assign.db import views
+from assign.db.repositories import history as history_repo
 from assign.db.repositories import links as links_repo
 from assign.db.repositories import servers as servers_repo
 from assign.db.repositories import tool as repo
 from assign.domain.backoff import retry_delay
-from assign.domain.states import WORKING, LinkStatus, Phase
+from assign.domain.states import WORKING, LinkStatus, Phase, ServerStatus
 from assign.errors import Conflict, NotFound
 from assign.services import wake
 from assign.services.context import Context
 from assign.settings import Settings
 
 NOT_FOUND = "Link not found"
+#: how old a server's heartbeat or activity time may be before a claim writes it again
+SEEN_REFRESH = timedelta(seconds=1)
 
 
 def _not_working(status: str) -> str:
@@ -89,33 +93,50 @@ async def _woken(ready: asyncio.Event, gone: asyncio.Event | None, seconds: floa
 async def _claim_once(
     ctx: Context, *, server_id: uuid.UUID, limit: int, heartbeat: bool
 ) -> tuple[list[Any], bool]:
-    """(claimed rows, whether the server is online), in one transaction."""
+    """(claimed rows, whether the server is online), in one transaction.
+
+    The server's row (which every result of the server updates) is read, not locked: it is
+    locked only to take connect links against its exact free slots, and written only when its
+    heartbeat or activity time is a second old or more (a claim a second is the same news).
+    """
     now = ctx.clock.now()
 
     async def work(conn: AsyncConnection) -> tuple[list[Any], bool]:
+        server = await repo.claiming_server(conn, server_id)
+        if server is None:
+            raise NotFound("Server not found")
+        if server.status != ServerStatus.ONLINE:
+            return [], False
         rows = await repo.claim_links(
             conn, server_id=server_id, source=LinkStatus.QUEUED, limit=limit, now=now
         )
-        # the server's row after the links, in one short update
-        seen = await repo.mark_claimed(conn, server_id=server_id, heartbeat=heartbeat, now=now)
-        if seen is None:
-            if await repo.server_status(conn, server_id) is None:
-                raise NotFound("Server not found")
-            return rows, False
-        more = min(limit - len(rows), seen.max_threads - seen.active_tasks)
-        if more > 0:
+        touched = False
+        more = min(limit - len(rows), server.max_threads - server.active_tasks)
+        if more > 0 and await repo.has_links(conn, server_id, LinkStatus.CONNECT):
+            locked = await repo.lock_server(conn, server_id)  # links first, then the server
+            assert locked is not None
+            more = min(limit - len(rows), locked.max_threads - locked.active_tasks)
             connecting = await repo.claim_links(
                 conn, server_id=server_id, source=LinkStatus.CONNECT, limit=more, now=now
             )
             if connecting:
                 await servers_repo.add_tasks(conn, [(server_id, len(connecting))])
                 rows.extend(connecting)
+            touched = True
+        beat = heartbeat and _stale(server.last_health_check, now)
+        if touched or beat or _stale(server.last_active, now):
+            await repo.mark_claimed(conn, server_id=server_id, heartbeat=heartbeat, now=now)
         return rows, True
 
     return await ctx.db.run(work)
 
 
+def _stale(seen: datetime | None, now: datetime) -> bool:
+    return seen is None or now - seen >= SEEN_REFRESH
+
+
 def _claimed(ctx: Context, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    metrics.links_claimed.inc(len(rows))
     decrypt = ctx.cipher.decrypt
     out = []
     for row in rows:
@@ -171,8 +192,6 @@ async def _apply(
     server_id: uuid.UUID,
     reports: Sequence[Report],
     now: datetime,
-    *,
-    rows: bool = False,
 ) -> _Applied:
     """Every report on its own, in a handful of statements: links (locked in id order), the
     server's slots in one update, the requests' create-phase counts in one."""
@@ -191,10 +210,20 @@ async def _apply(
             if report.status == LinkStatus.COMPLETED and link.phase == Phase.CREATE:
                 created[link.request_id] += 1
             answers.append({"id": report.link_id, "code": 200})
-    updated = await repo.finish_links(conn, outcomes, now, rows=rows)
-    if outcomes:
-        await servers_repo.add_tasks(conn, [(server_id, -len(outcomes))], active_at=now)
-    await repo.count_created(conn, created, now)
+    updated = await repo.apply_outcomes(
+        conn, outcomes, server_id=server_id, created=dict(created), now=now
+    )
+    # a failed attempt's URLs stay with the attempt (the trigger recorded the link's: none)
+    await history_repo.set_attempt_urls(
+        conn,
+        [
+            (r.link_id, r.profile_url, r.post_url)
+            for r, a in zip(reports, answers, strict=True)
+            if a["code"] == 200
+            and r.status != LinkStatus.COMPLETED
+            and (r.profile_url or r.post_url)
+        ],
+    )
     return _Applied(answers, len(outcomes), updated)
 
 
@@ -207,6 +236,9 @@ async def report_results(
     applied = await ctx.db.run(lambda conn: _apply(conn, ctx, server_id, reports, now))
     if applied.applied:
         wake.slots_freed(ctx)
+    for report, answer in zip(reports, applied.answers, strict=True):
+        if answer["code"] == 200:
+            metrics.link_results.labels(report.status).inc()
     return applied.applied, applied.answers
 
 
@@ -226,7 +258,7 @@ async def report_result(
     report = Report(link_id, status, profile_url, post_url, error, details)
 
     async def work(conn: AsyncConnection) -> Any:
-        applied = await _apply(conn, ctx, server_id, [report], now, rows=True)
+        applied = await _apply(conn, ctx, server_id, [report], now)
         answer = applied.answers[0]
         if answer["code"] == 404:
             raise NotFound(NOT_FOUND)
@@ -238,4 +270,5 @@ async def report_result(
 
     row = await ctx.db.run(work)
     wake.slots_freed(ctx)
+    metrics.link_results.labels(status).inc()
     return views.link(row)

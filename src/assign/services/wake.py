@@ -126,10 +126,15 @@ class Hub:
     async def _listen(self, ctx: Context) -> None:
         import asyncpg
 
-        dsn = ctx.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         while True:
             conn = None
             try:
+                # LISTEN needs a session of its own: the database itself, not a pooler
+                engine = await ctx.db.session_engine()
+                if engine is None:
+                    await self._poll(ctx)
+                    continue
+                dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
                 conn = await asyncpg.connect(
                     dsn, timeout=5, server_settings={"application_name": "assign-claims"}
                 )
@@ -152,6 +157,15 @@ class Hub:
             self.wake(None)
             await asyncio.sleep(RELISTEN_SECONDS)
 
+    async def _poll(self, ctx: Context) -> None:
+        """Behind a pooler with no direct URL, nothing can LISTEN: every waiting claim looks
+        again a few times a dispatcher interval (until cancelled)."""
+        self._listening.set()
+        seconds = max(0.1, min(1.0, ctx.settings.dispatch_interval / 2))
+        while True:
+            await asyncio.sleep(seconds)
+            self.wake(None)
+
     # --- wake-ups of other processes' dispatchers --------------------------------------------
 
     def send_wake(self, ctx: Context) -> None:
@@ -164,7 +178,9 @@ class Hub:
             await self._wake_due.wait()
             self._wake_due.clear()
             try:
-                async with ctx.db.read() as conn:
+                # committed: through a pooler a read is a transaction rolled back, and a
+                # NOTIFY rolled back is never delivered
+                async with ctx.db.transaction() as conn:
                     await notices.notify(conn, WAKE_CHANNEL)
             except Exception as exc:
                 log.debug("wake-up not sent", extra={"error": type(exc).__name__})

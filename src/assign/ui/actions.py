@@ -265,6 +265,16 @@ def _rate_values(form: Form) -> dict[str, str]:
 async def save_settings(request: Request, actor: Actor) -> Response:
     session, form = actor
     ctx = _ctx(request)
+    try:
+        _rate_values(form)
+    except InvalidInput as exc:  # the form again, the bad field's message beside it
+        field = (exc.details or [{}])[0].get("field", "")
+        entered = {k: form.one(k) for k in RATE_FIELDS}
+        groups = await catalog.all_settings(ctx)
+        return render.page(
+            request, "settings.html", session=session, status_code=400, values=entered,
+            groups=groups, errors={field: (exc.details or [{}])[0].get("message", exc.message)},
+        )  # fmt: skip
 
     async def ask() -> tuple[str, str, str]:
         values = _rate_values(form)

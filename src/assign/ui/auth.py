@@ -141,6 +141,10 @@ def install_handlers(app: object) -> None:
     assert isinstance(app, FastAPI)
 
     async def sign_in_first(request: Request, exc: Exception) -> Response:
+        if request.headers.get("hx-request"):
+            # a live update of a page whose session ended: the whole page goes to sign-in
+            login = render.base_path(request) + "/login"
+            return Response(status_code=204, headers={"HX-Redirect": login})
         return redirect(request, "/login")
 
     async def refused(request: Request, exc: Exception) -> Response:

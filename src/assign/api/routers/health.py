@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from assign import metrics
 from assign.api.deps import Ctx
 from assign.api.responses import JSON, error
+from assign.services import gauges
 
 router = APIRouter(tags=["health"])
 
@@ -30,5 +30,5 @@ async def readyz(ctx: Ctx) -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
-async def prometheus() -> Response:
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+async def prometheus(ctx: Ctx) -> Response:
+    return Response(await gauges.exposition(ctx), media_type=CONTENT_TYPE_LATEST)

@@ -12,8 +12,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db import dialect
-from assign.db.tables import attempts, link_counts, links, throughput
+from assign.db.tables import attempts, link_counts, links, requests, servers, throughput
 from assign.db.views import AnyRow
+from assign.domain.states import ASSIGN_SERVICE
 
 ATTEMPT_FIELDS = (
     "number", "phase", "server_id", "started_at", "finished_at", "outcome", "error",
@@ -34,12 +35,17 @@ async def attempts_of(conn: AsyncConnection, link_id: uuid.UUID) -> list[dict[st
 async def throughput_since(
     conn: AsyncConnection, *, kind: str, since: datetime, key: uuid.UUID | None = None
 ) -> list[AnyRow]:
-    """(minute, key, completed, failed) of one kind from ``since`` on, by minute then key."""
+    """(minute, key, completed, failed) of one kind from ``since`` on, by minute then key
+    (the rows of differences summed)."""
     query = sa.select(
-        throughput.c.minute, throughput.c.key, throughput.c.completed, throughput.c.failed
+        throughput.c.minute,
+        throughput.c.key,
+        sa.func.sum(throughput.c.completed).label("completed"),
+        sa.func.sum(throughput.c.failed).label("failed"),
     ).where(throughput.c.kind == kind, throughput.c.minute >= since)
     if key is not None:
         query = query.where(throughput.c.key == key)
+    query = query.group_by(throughput.c.minute, throughput.c.key)
     return list((await conn.execute(query.order_by(throughput.c.minute, throughput.c.key))).all())
 
 
@@ -75,10 +81,12 @@ async def link_counts_of(
     """{request id: {status: links}} of the given requests (statuses with none left out)."""
     if not request_ids:
         return {}
+    total = sa.func.sum(link_counts.c.n)
     rows = await conn.execute(
-        sa.select(link_counts.c.request_id, link_counts.c.status, link_counts.c.n).where(
-            link_counts.c.request_id.in_(list(request_ids)), link_counts.c.n != 0
-        )
+        sa.select(link_counts.c.request_id, link_counts.c.status, total)
+        .where(link_counts.c.request_id.in_(list(request_ids)))
+        .group_by(link_counts.c.request_id, link_counts.c.status)
+        .having(total != 0)
     )
     out: dict[uuid.UUID, dict[str, int]] = {request_id: {} for request_id in request_ids}
     for request_id, status, n in rows:
@@ -117,10 +125,93 @@ async def prune_throughput(conn: AsyncConnection, *, before: datetime, batch: in
     return deleted
 
 
-async def prune_empty_counts(conn: AsyncConnection) -> int:
-    """Delete the link_counts rows that hold 0 (a request's status it no longer has)."""
-    result = await conn.execute(link_counts.delete().where(link_counts.c.n == 0))
-    return int(result.rowcount or 0)
+#: fold a key's rows of differences into one (PostgreSQL: one statement, so rows appended
+#: meanwhile by other transactions, invisible to it, are left alone)
+_COMPACT_COUNTS = """
+WITH gone AS (
+  DELETE FROM link_counts l
+  USING (SELECT request_id, status FROM link_counts GROUP BY request_id, status
+         HAVING count(*) > 1 OR sum(n) = 0) d
+  WHERE l.request_id = d.request_id AND l.status = d.status
+  RETURNING l.request_id, l.status, l.n)
+INSERT INTO link_counts (request_id, status, n)
+SELECT request_id, status, sum(n) FROM gone GROUP BY request_id, status HAVING sum(n) <> 0
+"""
+_COMPACT_THROUGHPUT = """
+WITH gone AS (
+  DELETE FROM throughput t
+  USING (SELECT kind, minute, key FROM throughput
+         WHERE kind IN ('request', 'server') AND minute >= :since
+         GROUP BY kind, minute, key HAVING count(*) > 1) d
+  WHERE t.kind = d.kind AND t.minute = d.minute AND t.key = d.key
+  RETURNING t.kind, t.minute, t.key, t.completed, t.failed)
+INSERT INTO throughput (kind, minute, key, completed, failed)
+SELECT kind, minute, key, sum(completed), sum(failed) FROM gone GROUP BY kind, minute, key
+"""
+
+
+async def compact_counts(conn: AsyncConnection) -> int:
+    """Fold each (request, status)'s rows of ``link_counts`` into one, dropping those at 0;
+    how many keys were folded or dropped."""
+    if dialect.writable_ctes(conn):
+        result = await conn.execute(sa.text(_COMPACT_COUNTS))
+        return int(result.rowcount or 0)
+    # SQLite: the single writer holds the database for the whole transaction
+    total = sa.func.sum(link_counts.c.n)
+    keys = (
+        sa.select(link_counts.c.request_id, link_counts.c.status)
+        .group_by(link_counts.c.request_id, link_counts.c.status)
+        .having(sa.or_(sa.func.count() > 1, total == 0))
+    )
+    sums = (
+        await conn.execute(
+            sa.select(link_counts.c.request_id, link_counts.c.status, total)
+            .group_by(link_counts.c.request_id, link_counts.c.status)
+            .having(sa.or_(sa.func.count() > 1, total == 0))
+        )
+    ).all()
+    if not sums:
+        return 0
+    await conn.execute(
+        link_counts.delete().where(
+            sa.tuple_(link_counts.c.request_id, link_counts.c.status).in_(keys)
+        )
+    )
+    kept = [{"request_id": r[0], "status": r[1], "n": int(r[2])} for r in sums if r[2]]
+    if kept:
+        await conn.execute(link_counts.insert(), kept)
+    return len(sums)
+
+
+async def compact_throughput(conn: AsyncConnection, *, since: datetime) -> int:
+    """Fold each (kind, minute, key)'s rows of ``throughput`` from ``since`` on into one; how
+    many keys were folded."""
+    if dialect.writable_ctes(conn):
+        result = await conn.execute(sa.text(_COMPACT_THROUGHPUT), {"since": since})
+        return int(result.rowcount or 0)
+    cols = (throughput.c.kind, throughput.c.minute, throughput.c.key)
+    recent = throughput.c.minute >= since
+    several = sa.func.count() > 1
+    sums = (
+        await conn.execute(
+            sa.select(*cols, sa.func.sum(throughput.c.completed), sa.func.sum(throughput.c.failed))
+            .where(recent)
+            .group_by(*cols)
+            .having(several)
+        )
+    ).all()
+    if not sums:
+        return 0
+    keys = sa.select(*cols).where(recent).group_by(*cols).having(several)
+    await conn.execute(throughput.delete().where(sa.tuple_(*cols).in_(keys)))
+    await conn.execute(
+        throughput.insert(),
+        [
+            {"kind": r[0], "minute": r[1], "key": r[2], "completed": r[3], "failed": r[4]}
+            for r in sums
+        ],
+    )
+    return len(sums)
 
 
 async def account_samples(
@@ -162,3 +253,67 @@ async def account_samples(
         ).one()
         out[request_id] = (int(row[0]), int(row[1]), int(row[2]))
     return out
+
+
+async def finished_since(conn: AsyncConnection, *, since: datetime) -> tuple[int, int]:
+    """(completed, failed) of the whole fleet from ``since`` on (request rows: each link
+    finishes on exactly one of them)."""
+    row = (
+        await conn.execute(
+            sa.select(
+                sa.func.coalesce(sa.func.sum(throughput.c.completed), 0),
+                sa.func.coalesce(sa.func.sum(throughput.c.failed), 0),
+            ).where(throughput.c.kind == "request", throughput.c.minute >= since)
+        )
+    ).one()
+    return int(row[0]), int(row[1])
+
+
+async def servers_by_status(conn: AsyncConnection) -> dict[str, int]:
+    """{status: tool servers} (assign servers left out)."""
+    rows = await conn.execute(
+        sa.select(servers.c.status, sa.func.count())
+        .where(servers.c.service != ASSIGN_SERVICE)
+        .group_by(servers.c.status)
+    )
+    return {status: int(n) for status, n in rows}
+
+
+async def requests_by_status(conn: AsyncConnection) -> dict[str, int]:
+    """{status: requests} (an index-only count of ``ix_requests_status_priority_created_at``)."""
+    rows = await conn.execute(
+        sa.select(requests.c.status, sa.func.count()).group_by(requests.c.status)
+    )
+    return {status: int(n) for status, n in rows}
+
+
+async def server_names(conn: AsyncConnection, server_ids: Sequence[uuid.UUID]) -> dict[Any, str]:
+    """{server id: name} of the given servers."""
+    if not server_ids:
+        return {}
+    rows = await conn.execute(
+        sa.select(servers.c.id, servers.c.name).where(servers.c.id.in_(list(server_ids)))
+    )
+    return {r.id: r.name for r in rows}
+
+
+async def set_attempt_urls(
+    conn: AsyncConnection, urls: Sequence[tuple[uuid.UUID, str | None, str | None]]
+) -> None:
+    """Record (link id, profile_url, post_url) on each link's last attempt: for results whose
+    URLs the link itself does not keep (a failed result); run after the result's update, in its
+    transaction."""
+    if not urls:
+        return
+    last = (
+        sa.select(sa.func.max(attempts.c.number))
+        .where(attempts.c.link_id == sa.bindparam("b_link"))
+        .scalar_subquery()
+    )
+    await conn.execute(
+        attempts.update()
+        .where(attempts.c.link_id == sa.bindparam("b_link"), attempts.c.number == last)
+        .values(profile_url=sa.bindparam("b_profile"), post_url=sa.bindparam("b_post"))
+        .execution_options(synchronize_session=False),
+        [{"b_link": link_id, "b_profile": p, "b_post": q} for link_id, p, q in urls],
+    )

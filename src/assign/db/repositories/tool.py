@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db import dialect
+from assign.db.repositories import servers as servers_repo
 from assign.db.tables import links, requests, servers
 from assign.db.views import AnyRow
 from assign.domain.states import LinkStatus, ServerStatus
@@ -71,6 +72,41 @@ async def claim_links(
     return rows
 
 
+_SERVER = sa.select(
+    servers.c.status,
+    servers.c.max_threads,
+    servers.c.active_tasks,
+    servers.c.last_health_check,
+    servers.c.last_active,
+).where(servers.c.id == sa.bindparam("sid"))
+
+
+async def claiming_server(conn: AsyncConnection, server_id: uuid.UUID) -> AnyRow | None:
+    """(status, max_threads, active_tasks, last_health_check, last_active) of the server, not
+    locked; None when it does not exist."""
+    return (await conn.execute(_SERVER, {"sid": server_id})).first()
+
+
+_LOCK_SERVER = _SERVER.with_for_update()
+
+
+async def lock_server(conn: AsyncConnection, server_id: uuid.UUID) -> AnyRow | None:
+    """:func:`claiming_server`, its row locked (exact slots for a connect claim)."""
+    return (await conn.execute(_LOCK_SERVER, {"sid": server_id})).first()
+
+
+_HAS = sa.select(
+    sa.exists().where(
+        links.c.server_id == sa.bindparam("sid"), links.c.status == sa.bindparam("status")
+    )
+)
+
+
+async def has_links(conn: AsyncConnection, server_id: uuid.UUID, status: str) -> bool:
+    """Whether the server has a link in ``status``."""
+    return bool((await conn.execute(_HAS, {"sid": server_id, "status": status})).scalar())
+
+
 _SEEN = (
     servers.update()
     .where(servers.c.id == sa.bindparam("sid"), servers.c.status == ServerStatus.ONLINE)
@@ -81,25 +117,14 @@ _SEEN = (
             else_=servers.c.last_health_check,
         ),
     )
-    .returning(servers.c.max_threads, servers.c.active_tasks)
 )
 
 
 async def mark_claimed(
     conn: AsyncConnection, *, server_id: uuid.UUID, heartbeat: bool, now: datetime
-) -> AnyRow | None:
-    """An online server seen claiming (``heartbeat``: its heartbeat too); (max_threads,
-    active_tasks), or None when it is not online (or gone)."""
-    values = {"sid": server_id, "now": now, "heartbeat": heartbeat}
-    return (await conn.execute(_SEEN, values)).first()
-
-
-_STATUS = sa.select(servers.c.status).where(servers.c.id == sa.bindparam("sid"))
-
-
-async def server_status(conn: AsyncConnection, server_id: uuid.UUID) -> str | None:
-    """The server's status, or None when it does not exist."""
-    return (await conn.execute(_STATUS, {"sid": server_id})).scalar()
+) -> None:
+    """An online server seen claiming (``heartbeat``: its heartbeat too)."""
+    await conn.execute(_SEEN, {"sid": server_id, "now": now, "heartbeat": heartbeat})
 
 
 # --- results ---------------------------------------------------------------------------------
@@ -156,6 +181,19 @@ _FINISH_PG = sa.text(
     "WHERE links.id = v.id"
 )
 _FINISH_PG_RETURNING = sa.text(_FINISH_PG.text + " RETURNING links.*").columns(*links.c)
+# One statement for the common batch (its links' requests are one at most): the links, then
+# the server's slots and the request's count. The links are locked already (lock_for_results);
+# the one-time filter runs the server's update before the request's, so the hot server row is
+# taken in the order every writer takes it and held only until the commit that follows.
+_APPLY_PG = sa.text(
+    "WITH done AS (" + _FINISH_PG.text + " RETURNING links.*), "
+    "slots AS (UPDATE servers SET active_tasks = servers.active_tasks - :n, last_active = :now "
+    "WHERE servers.id = :sid RETURNING 1), "
+    "counted AS (UPDATE requests SET created_links = requests.created_links + :created, "
+    "updated_at = :now WHERE requests.id = :request_id RETURNING 1) "
+    "SELECT done.* FROM done WHERE (SELECT count(*) FROM slots) >= 0 "
+    "AND (SELECT count(*) FROM counted) >= 0"
+).columns(*links.c)
 _FINISH_SQLITE = (
     links.update()
     .where(links.c.id == sa.bindparam("b_id"))
@@ -186,47 +224,69 @@ _FINISH_SQLITE = (
 )
 
 
-async def finish_links(
-    conn: AsyncConnection, outcomes: Sequence[Outcome], now: datetime, *, rows: bool = False
+def _finish_values(outcomes: Sequence[Outcome], now: datetime) -> dict[str, Any]:
+    dumps = orjson.dumps
+    return {
+        "now": now,
+        "completed": LinkStatus.COMPLETED.value,
+        "failed": LinkStatus.FAILED.value,
+        "ids": [o.id for o in outcomes],
+        "statuses": [o.status for o in outcomes],
+        "errors": [o.error for o in outcomes],
+        "retry_ats": [o.retry_at for o in outcomes],
+        "profiles": [o.profile_url for o in outcomes],
+        "posts": [o.post_url for o in outcomes],
+        "details": [None if o.details is None else dumps(o.details).decode() for o in outcomes],
+    }
+
+
+async def apply_outcomes(
+    conn: AsyncConnection,
+    outcomes: Sequence[Outcome],
+    *,
+    server_id: uuid.UUID,
+    created: dict[Any, int],
+    now: datetime,
 ) -> list[AnyRow]:
-    """Apply the outcomes (links locked by :func:`lock_for_results`) in one statement; with
-    ``rows``, the updated links (PostgreSQL; on SQLite read them with ``links.get``)."""
+    """Apply the outcomes (links locked by :func:`lock_for_results`, all of the server): the
+    links updated, the server's slots freed (seen active), ``created`` completions counted on
+    their requests. The updated links on PostgreSQL (on SQLite read them with ``links.get``)."""
     if not outcomes:
         return []
-    if dialect.bulk_arrays(conn):
-        dumps = orjson.dumps
+    if dialect.bulk_arrays(conn) and len(created) <= 1:
+        ((request_id, n_created),) = created.items() if created else ((None, 0),)
         values = {
-            "now": now,
-            "completed": LinkStatus.COMPLETED.value,
-            "failed": LinkStatus.FAILED.value,
-            "ids": [o.id for o in outcomes],
-            "statuses": [o.status for o in outcomes],
-            "errors": [o.error for o in outcomes],
-            "retry_ats": [o.retry_at for o in outcomes],
-            "profiles": [o.profile_url for o in outcomes],
-            "posts": [o.post_url for o in outcomes],
-            "details": [None if o.details is None else dumps(o.details).decode() for o in outcomes],
+            **_finish_values(outcomes, now),
+            "sid": server_id,
+            "n": len(outcomes),
+            "request_id": request_id,
+            "created": n_created,
         }
-        result = await conn.execute(_FINISH_PG_RETURNING if rows else _FINISH_PG, values)
-        return list(result.all()) if rows else []
-    await conn.execute(
-        _FINISH_SQLITE,
-        [
-            {
-                "now": now,
-                "b_id": o.id,
-                "b_status": o.status,
-                "b_error": o.error,
-                "b_retry_at": o.retry_at,
-                "b_profile": o.profile_url,
-                "b_post": o.post_url,
-                "b_keep": o.details is None,
-                "b_details": o.details,
-            }
-            for o in outcomes
-        ],
-    )
-    return []
+        return list((await conn.execute(_APPLY_PG, values)).all())
+    rows: list[AnyRow] = []
+    if dialect.bulk_arrays(conn):
+        rows = list((await conn.execute(_FINISH_PG_RETURNING, _finish_values(outcomes, now))).all())
+    else:
+        await conn.execute(
+            _FINISH_SQLITE,
+            [
+                {
+                    "now": now,
+                    "b_id": o.id,
+                    "b_status": o.status,
+                    "b_error": o.error,
+                    "b_retry_at": o.retry_at,
+                    "b_profile": o.profile_url,
+                    "b_post": o.post_url,
+                    "b_keep": o.details is None,
+                    "b_details": o.details,
+                }
+                for o in outcomes
+            ],
+        )
+    await servers_repo.add_tasks(conn, [(server_id, -len(outcomes))], active_at=now)
+    await count_created(conn, created, now)
+    return rows
 
 
 _LOCK_REQUESTS = sa.text(

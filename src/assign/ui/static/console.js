@@ -42,6 +42,8 @@
       var chart = new uPlot({
         width: Math.max(300, el.clientWidth || 600),
         height: 220,
+        // UTC, like every time the console shows
+        tzDate: function (ts) { return uPlot.tzDate(new Date(ts * 1000), "Etc/UTC"); },
         series: [
           {},
           { label: "completed", stroke: css("--ok"), width: 2, points: { show: false } },

@@ -11,6 +11,13 @@ code ran it (API, dispatcher, console, a hand-written UPDATE):
 * ``throughput``: completions and failures per minute, by server and by request.
 * ``link_counts``: links by (request, status), so counts never scan ``links``.
 
+``throughput`` and ``link_counts`` are append-only: each statement adds rows of differences,
+readers sum them, and the leading dispatcher folds them together every few seconds
+(``history.compact``). An upsert of one row per (request, status) would serialise every
+transaction touching a request on that row, held from the links update to the commit, and
+deadlock a claim (server row, then the count) with a result of the same server (the count, then
+the server row); an insert takes no lock another writer waits for.
+
 On PostgreSQL each trigger is statement-level with transition tables: one set-based statement
 per changed statement of ``links``, however many rows it touched (COPY fires the INSERT one). On
 SQLite they are row triggers (a single writer; no transition tables). The outcome rules are in
@@ -75,7 +82,7 @@ BEGIN
       AND ch.after IN ('completed', 'failed', 'pending', 'queued', 'connect')
   ),
   throughput_added AS (
-    INSERT INTO throughput AS t (kind, minute, key, completed, failed)
+    INSERT INTO throughput (kind, minute, key, completed, failed)
     SELECT kind, minute, key, sum(completed), sum(failed)
     FROM (
       SELECT 'server' AS kind, minute, old_server_id AS key, completed, failed
@@ -84,11 +91,8 @@ BEGIN
       SELECT 'request', minute, request_id, completed, failed FROM counted
     ) c
     GROUP BY kind, minute, key
-    ORDER BY kind, minute, key
-    ON CONFLICT (kind, minute, key) DO UPDATE
-    SET completed = t.completed + EXCLUDED.completed, failed = t.failed + EXCLUDED.failed
   )
-  INSERT INTO link_counts AS lc (request_id, status, n)
+  INSERT INTO link_counts (request_id, status, n)
   SELECT request_id, status, sum(d)
   FROM (
     SELECT old_request_id AS request_id, before AS status, -1 AS d FROM ch
@@ -96,9 +100,7 @@ BEGIN
     SELECT request_id, after, 1 FROM ch
   ) c
   GROUP BY request_id, status
-  HAVING sum(d) <> 0
-  ORDER BY request_id, status
-  ON CONFLICT (request_id, status) DO UPDATE SET n = lc.n + EXCLUDED.n;
+  HAVING sum(d) <> 0;
   RETURN NULL;
 END $$
 """
@@ -106,11 +108,8 @@ END $$
 PG_INSERTED = """
 CREATE FUNCTION assign_links_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO link_counts AS lc (request_id, status, n)
-  SELECT request_id, status, count(*) FROM n
-  GROUP BY request_id, status
-  ORDER BY request_id, status
-  ON CONFLICT (request_id, status) DO UPDATE SET n = lc.n + EXCLUDED.n;
+  INSERT INTO link_counts (request_id, status, n)
+  SELECT request_id, status, count(*) FROM n GROUP BY request_id, status;
   RETURN NULL;
 END $$
 """
@@ -118,11 +117,8 @@ END $$
 PG_DELETED = """
 CREATE FUNCTION assign_links_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  INSERT INTO link_counts AS lc (request_id, status, n)
-  SELECT request_id, status, -count(*) FROM o
-  GROUP BY request_id, status
-  ORDER BY request_id, status
-  ON CONFLICT (request_id, status) DO UPDATE SET n = lc.n + EXCLUDED.n;
+  INSERT INTO link_counts (request_id, status, n)
+  SELECT request_id, status, -count(*) FROM o GROUP BY request_id, status;
   RETURN NULL;
 END $$
 """
@@ -172,17 +168,15 @@ WORKING = "('running', 'connecting')"
 
 SQLITE_TRIGGERS = (
     """CREATE TRIGGER links_counts_insert AFTER INSERT ON links BEGIN
-  INSERT INTO link_counts (request_id, status, n) VALUES (NEW.request_id, NEW.status, 1)
-  ON CONFLICT (request_id, status) DO UPDATE SET n = n + 1;
+  INSERT INTO link_counts (request_id, status, n) VALUES (NEW.request_id, NEW.status, 1);
 END""",
     """CREATE TRIGGER links_counts_delete AFTER DELETE ON links BEGIN
-  UPDATE link_counts SET n = n - 1 WHERE request_id = OLD.request_id AND status = OLD.status;
+  INSERT INTO link_counts (request_id, status, n) VALUES (OLD.request_id, OLD.status, -1);
 END""",
     """CREATE TRIGGER links_counts_update AFTER UPDATE OF status, request_id ON links
 WHEN OLD.status IS NOT NEW.status OR OLD.request_id IS NOT NEW.request_id BEGIN
-  UPDATE link_counts SET n = n - 1 WHERE request_id = OLD.request_id AND status = OLD.status;
-  INSERT INTO link_counts (request_id, status, n) VALUES (NEW.request_id, NEW.status, 1)
-  ON CONFLICT (request_id, status) DO UPDATE SET n = n + 1;
+  INSERT INTO link_counts (request_id, status, n)
+  VALUES (OLD.request_id, OLD.status, -1), (NEW.request_id, NEW.status, 1);
 END""",
     f"""CREATE TRIGGER links_attempt_start AFTER UPDATE OF status ON links
 WHEN OLD.status IN ('queued', 'connect') AND NEW.status IN {WORKING} BEGIN
@@ -202,15 +196,10 @@ WHEN OLD.status IN {WORKING}
   INSERT INTO throughput (kind, minute, key, completed, failed)
   SELECT 'server', {SQLITE_MINUTE}, OLD.server_id, NEW.status = 'completed',
          NEW.status <> 'completed'
-  WHERE OLD.server_id IS NOT NULL
-  ON CONFLICT (kind, minute, key) DO UPDATE
-  SET completed = completed + excluded.completed, failed = failed + excluded.failed;
+  WHERE OLD.server_id IS NOT NULL;
   INSERT INTO throughput (kind, minute, key, completed, failed)
-  SELECT 'request', {SQLITE_MINUTE}, NEW.request_id, NEW.status = 'completed',
-         NEW.status <> 'completed'
-  WHERE true
-  ON CONFLICT (kind, minute, key) DO UPDATE
-  SET completed = completed + excluded.completed, failed = failed + excluded.failed;
+  VALUES ('request', {SQLITE_MINUTE}, NEW.request_id, NEW.status = 'completed',
+          NEW.status <> 'completed');
 END""",
 )
 SQLITE_DROP = tuple(
@@ -273,15 +262,15 @@ def upgrade() -> None:
         sa.Column("key", sa.Uuid(), nullable=False),
         sa.Column("completed", sa.Integer(), nullable=False, server_default="0"),
         sa.Column("failed", sa.Integer(), nullable=False, server_default="0"),
-        sa.PrimaryKeyConstraint("kind", "minute", "key", name="pk_throughput"),
     )
+    op.create_index("ix_throughput_kind_minute_key", "throughput", ["kind", "minute", "key"])
     op.create_table(
         "link_counts",
         sa.Column("request_id", sa.Uuid(), nullable=False),
         sa.Column("status", sa.String(20), nullable=False),
         sa.Column("n", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("request_id", "status", name="pk_link_counts"),
     )
+    op.create_index("ix_link_counts_request_id_status", "link_counts", ["request_id", "status"])
     dialect = op.get_bind().dialect.name
     create_triggers(dialect)
     op.execute(BACKFILL)

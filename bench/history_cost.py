@@ -1,0 +1,410 @@
+"""What the history triggers on ``links`` cost (attempts, throughput, link counts; migration 0005).
+
+One PostgreSQL scratch database with 1,000,000 links (``common.generate_links``), 300 requests
+and 50 online tool servers. The same workloads run with the triggers present and with them
+disabled (``ALTER TABLE ... DISABLE TRIGGER``), in the same run, taking turns (the order alternating each round); every workload runs in
+a transaction that is rolled back, so each round starts from the same rows. Medians of wall time
+and of PostgreSQL CPU (the backends' user+system time from /proc), and the ratio present/dropped:
+
+* ``bulk insert``: 5,000 links in one COPY (as ``POST /links/bulk`` writes them).
+* ``claim``: 1,000 queued links (of 5 requests) of one server -> running (``links_repo.claim_queued``, the tool
+  API's claim statement), plus the server update.
+* ``bulk results``: 1,000 running links of one server -> 900 completed, 100 failed, in one
+  ``UPDATE ... FROM unnest(...)`` and the server's ``active_tasks`` (a batch of results); the
+  links of 5 requests (a server's work comes from the head of the queue), and of 280 (the worst
+  case for the per-request counts and throughput). Each ends an open attempt.
+* ``tick, 1,000 placed``: the whole ``tick(ctx)`` with 1,000 free slots over the 50 servers.
+* ``tick, idle``: the whole tick with no free slot (200,000 links pending).
+
+Then the plans of the trigger's statement on a claim and on a batch of results, with
+``auto_explain.log_nested_statements``.
+
+Run: ``python bench/history_cost.py [--rounds N] [--links N] [--keep]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import common
+
+from assign.app import build_context
+from assign.db.repositories import links as links_repo
+from assign.dispatcher import steps
+from assign.services.context import Context
+from assign.settings import Settings
+
+MIGRATION = (
+    Path(__file__).resolve().parents[1] / "src/assign/db/migrations/versions/0005_history.py"
+)
+
+
+def _migration() -> Any:
+    spec = importlib.util.spec_from_file_location("history_migration", MIGRATION)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+HISTORY = _migration()
+
+
+class Rollback(Exception):
+    """Raised at the end of a measured transaction so that nothing of it stays."""
+
+
+TRIGGERS = ("links_history_update", "links_history_insert", "links_history_delete")
+
+
+async def set_triggers(conn: asyncpg.Connection, present: bool) -> None:
+    """Enable or disable the history triggers (the functions stay, with their cached plans)."""
+    action = "ENABLE" if present else "DISABLE"
+    for name in TRIGGERS:
+        await conn.execute(f"ALTER TABLE links {action} TRIGGER {name}")
+
+
+def make_context(url: str) -> Context:
+    return build_context(
+        Settings(
+            database_url=url,
+            secret_key=common.SECRET,
+            stale_timeout_minutes=240,  # the generated running links stay fresh
+            server_timeout_minutes=60,
+            db_pool_size=4,
+            log_json=False,
+        )
+    )
+
+
+async def backend_cpu(admin: asyncpg.Connection, database: str) -> float:
+    pids = [
+        r["pid"]
+        for r in await admin.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            database,
+        )
+    ]
+    return common.cpu_seconds(pids)
+
+
+async def begin(conn: Any) -> None:
+    """Make SQLAlchemy send its BEGIN now (it does so on its first statement): statements sent
+    on the driver's connection before it would run outside the transaction and stay."""
+    await conn.exec_driver_sql("SELECT 1")
+
+
+async def in_rollback(ctx: Context, work: Callable[[Any], Awaitable[None]]) -> float:
+    """Seconds ``work(conn)`` took inside a transaction that is then rolled back."""
+    elapsed = 0.0
+    try:
+        async with ctx.db.transaction() as conn:
+            await begin(conn)
+            started = time.perf_counter()
+            await work(conn)
+            elapsed = time.perf_counter() - started
+            raise Rollback
+    except Rollback:
+        pass
+    return elapsed
+
+
+# --- the workloads -----------------------------------------------------------------------------
+
+
+class Fixture:
+    def __init__(self, request_id: uuid.UUID, claimer: uuid.UUID, reporter: uuid.UUID) -> None:
+        self.request_id = request_id
+        self.claimer = claimer
+        self.reporter = reporter
+        self.running: list[uuid.UUID] = []
+        self.spread = reporter
+        self.running_spread: list[uuid.UUID] = []
+
+
+async def bulk_insert(ctx: Context, fx: Fixture) -> float:
+    now = datetime.now(UTC)
+    ids = links_repo.new_ids(5000)
+    rows = [
+        (i, fx.request_id, "entity", None, None, f"site{n % 200}", f"account{n % 5000}@example.com",
+         "user", b"\x01" * 60, None, "pending", "create", 0, 0, 3, None, None, now, now)
+        for n, i in enumerate(ids)
+    ]  # fmt: skip
+
+    async def work(conn: Any) -> None:
+        await links_repo.insert_many(conn, rows)
+
+    return await in_rollback(ctx, work)
+
+
+async def claim(ctx: Context, fx: Fixture) -> float:
+    async def work(conn: Any) -> None:
+        now = datetime.now(UTC)
+        rows = await links_repo.claim_queued(conn, server_id=fx.claimer, limit=1000, now=now)
+        assert rows
+
+    return await in_rollback(ctx, work)
+
+
+RESULTS = """
+UPDATE links SET status = v.status, error = v.error, profile_url = v.profile_url,
+       completed_at = CASE WHEN v.status = 'completed' THEN $3 ELSE links.completed_at END,
+       updated_at = $3
+FROM unnest($1::uuid[], $2::text[], $4::text[], $5::text[]) AS v(id, status, error, profile_url)
+WHERE links.id = v.id AND links.server_id = $6 AND links.status IN ('connecting', 'running')
+"""
+
+
+async def bulk_results(ctx: Context, fx: Fixture) -> float:
+    return await _results(ctx, fx.reporter, fx.running)
+
+
+async def bulk_results_spread(ctx: Context, fx: Fixture) -> float:
+    return await _results(ctx, fx.spread, fx.running_spread)
+
+
+async def _results(ctx: Context, server_id: uuid.UUID, ids: list[uuid.UUID]) -> float:
+    statuses = ["failed" if i % 10 == 0 else "completed" for i in range(len(ids))]
+    errors = ["captcha" if s == "failed" else None for s in statuses]
+    urls = [f"https://p.example/{i}" for i in range(len(ids))]
+
+    async def work(conn: Any) -> None:
+        raw = (await conn.get_raw_connection()).driver_connection
+        now = datetime.now(UTC)
+        result = await raw.execute(RESULTS, ids, statuses, now, errors, urls, server_id)
+        assert result == f"UPDATE {len(ids)}", result
+        await raw.execute(
+            "UPDATE servers SET active_tasks = active_tasks - $1, last_active = $2 WHERE id = $3",
+            len(ids),
+            now,
+            server_id,
+        )
+
+    return await in_rollback(ctx, work)
+
+
+async def tick_placing(ctx: Context, fx: Fixture) -> float:
+    async def work(conn: Any) -> None:
+        report = await steps.tick(ctx)
+        assert report.assigned == 1000, report
+
+    return await _with_slots(ctx, 20, work)
+
+
+async def tick_idle(ctx: Context, fx: Fixture) -> float:
+    async def work(conn: Any) -> None:
+        report = await steps.tick(ctx)
+        assert report.assigned == 0, report
+
+    return await _with_slots(ctx, 0, work)
+
+
+async def _with_slots(ctx: Context, free: int, work: Callable[[Any], Awaitable[None]]) -> float:
+    """``work`` timed in a rolled-back transaction where every server has ``free`` free slots."""
+    elapsed = 0.0
+    try:
+        async with ctx.db.transaction() as conn:
+            await begin(conn)
+            raw = (await conn.get_raw_connection()).driver_connection
+            await raw.execute(
+                "UPDATE servers SET max_threads = active_tasks + $1 WHERE service = 'tool'", free
+            )
+            started = time.perf_counter()
+            await work(conn)
+            elapsed = time.perf_counter() - started
+            raise Rollback
+    except Rollback:
+        pass
+    return elapsed
+
+
+WORKLOADS: dict[str, Callable[[Context, Fixture], Awaitable[float]]] = {
+    "bulk insert, 5,000 links": bulk_insert,
+    "claim, 1,000 links of 5 requests": claim,
+    "bulk results, 1,000 links of 5 requests": bulk_results,
+    "bulk results, 1,000 links of 280 requests": bulk_results_spread,
+    "tick, 1,000 placed": tick_placing,
+    "tick, idle": tick_idle,
+}
+
+
+# --- set-up --------------------------------------------------------------------------------------
+
+
+async def prepare(url: str, links: int) -> Fixture:
+    conn = await asyncpg.connect(url)
+    try:
+        requests, servers = await common.add_fleet(conn, n_requests=300, n_servers=50)
+        await common.generate_links(conn, "links", links, servers)
+        claimer, reporter, spread = servers[0], servers[1], servers[2]
+        few = [r[0] for r in requests[:5]]
+        # one server with 1,000 queued links to claim, another with 1,000 running to report,
+        # both of 5 requests (a server's work comes from the head of the queue: a few
+        # requests); a third with 1,000 running links of any of the 300 requests (the worst
+        # case for the per-request counts). The running ones were claimed with the triggers
+        # on, so each has its open attempt to end.
+        pick = (
+            "SELECT id FROM links WHERE status = 'pending' AND request_id = ANY($2::uuid[]) "
+            "ORDER BY id LIMIT 1000"
+        )
+        everyone = [r[0] for r in requests]
+        for server_id, of in ((claimer, few), (reporter, few), (spread, everyone)):
+            await conn.execute(
+                "UPDATE links SET status = 'queued', server_id = $1, assigned_at = now() "
+                f"WHERE id IN ({pick})",
+                server_id,
+                of,
+            )
+        for server_id in (reporter, spread):
+            await conn.execute(
+                "UPDATE links SET status = 'running', started_at = now(), updated_at = now() "
+                "WHERE server_id = $1 AND status = 'queued'",
+                server_id,
+            )
+        await common.sync_active_tasks(conn)
+        await conn.execute(
+            "UPDATE settings SET value = '1000000' WHERE \"group\" = 'rate_limit' "
+            "AND key = 'max_posts_per_day'"
+        )
+        await conn.execute(
+            "UPDATE settings SET value = '0' WHERE \"group\" = 'rate_limit' "
+            "AND key = 'cooldown_minutes'"
+        )
+        await conn.execute("UPDATE servers SET last_health_check = now()")
+        await conn.execute("VACUUM ANALYZE")
+        fx = Fixture(requests[0][0], claimer, reporter)
+        fx.spread = spread
+        for server_id, into in ((reporter, fx.running), (spread, fx.running_spread)):
+            into.extend(
+                r["id"]
+                for r in await conn.fetch(
+                    "SELECT l.id FROM links l JOIN attempts a ON a.link_id = l.id "
+                    "AND a.finished_at IS NULL WHERE l.server_id = $1 AND l.status = 'running' "
+                    "ORDER BY l.id",
+                    server_id,
+                )
+            )
+        assert fx.running and fx.running_spread
+        return fx
+    finally:
+        await conn.close()
+
+
+async def plans(url: str, fx: Fixture) -> list[str]:
+    """auto_explain's plans of the statements a claim and a batch of results run, the
+    trigger's own included (nested statements)."""
+    sink: list[str] = []
+    conn = await asyncpg.connect(url)
+    conn.add_log_listener(lambda _c, message: sink.append(message.message))
+    try:
+        await conn.execute(
+            "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; "
+            "SET auto_explain.log_analyze = on; SET auto_explain.log_buffers = on; "
+            "SET auto_explain.log_nested_statements = on; SET auto_explain.log_level = notice"
+        )
+        tr = conn.transaction()
+        await tr.start()
+        now = datetime.now(UTC)
+        await conn.execute(
+            "UPDATE links SET status = 'running', started_at = $2, updated_at = $2 "
+            "WHERE server_id = $1 AND status = 'queued'",
+            fx.claimer,
+            now,
+        )
+        ids = fx.running
+        await conn.execute(
+            RESULTS,
+            ids,
+            ["completed"] * len(ids),
+            now,
+            [None] * len(ids),
+            ["https://p.example/x"] * len(ids),
+            fx.reporter,
+        )
+        await tr.rollback()
+        await asyncio.sleep(0.2)
+    finally:
+        await conn.close()
+    return sink
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--links", type=int, default=1_000_000)
+    parser.add_argument("--keep", action="store_true")
+    args = parser.parse_args()
+    name = f"assign_bench_history_{os.getpid()}"
+    async with common.scratch_database(name, keep=args.keep) as url:
+        started = time.perf_counter()
+        fx = await prepare(url, args.links)
+        print(f"set-up: {args.links:,} links in {time.perf_counter() - started:.0f} s")
+        admin = await asyncpg.connect(url)
+        print(await common.machine_line(admin))
+        ctx = make_context(url)
+        times: dict[tuple[str, bool], list[float]] = {}
+        cpu: dict[tuple[str, bool], list[float]] = {}
+        try:
+            for workload in WORKLOADS.values():  # warm-up, both ways
+                for present in (True, False):
+                    await set_triggers(admin, present)
+                    await workload(ctx, fx)
+            for round_ in range(args.rounds):
+                order = (True, False) if round_ % 2 == 0 else (False, True)
+                for present in order:
+                    await set_triggers(admin, present)
+                    for label, workload in WORKLOADS.items():
+                        before = await backend_cpu(admin, name)
+                        seconds = await workload(ctx, fx)
+                        used = await backend_cpu(admin, name) - before
+                        times.setdefault((label, present), []).append(seconds)
+                        cpu.setdefault((label, present), []).append(used)
+            await set_triggers(admin, True)
+            rows = []
+            for label in WORKLOADS:
+                on, off = (common.median(times[(label, p)]) for p in (True, False))
+                cpu_on, cpu_off = (common.median(cpu[(label, p)]) for p in (True, False))
+                rows.append(
+                    [
+                        label,
+                        f"{off * 1000:.1f}",
+                        f"{on * 1000:.1f}",
+                        f"**{on / off:.2f}**",
+                        f"{cpu_off * 1000:.0f}",
+                        f"{cpu_on * 1000:.0f}",
+                    ]
+                )
+            print(f"\nmedians of {args.rounds} rounds, triggers dropped vs present, same run\n")
+            print(
+                common.table(
+                    [
+                        "workload",
+                        "dropped ms",
+                        "present ms",
+                        "present/dropped",
+                        "PG CPU ms dropped",
+                        "PG CPU ms present",
+                    ],
+                    rows,
+                )
+            )
+            print("\nplans (auto_explain, nested statements) of a claim and a batch of results:\n")
+            for message in await plans(url, fx):
+                print(message.strip() + "\n")
+        finally:
+            await ctx.db.dispose()
+            await admin.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
