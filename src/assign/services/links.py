@@ -168,7 +168,8 @@ async def list_links(
 ) -> list[dict[str, Any]] | JSONArray:
     """The links as dicts, or on PostgreSQL already encoded as a JSON array by the database."""
     async with ctx.db.read() as conn:
-        found = await repo.list_links_encoded(
+        find = repo.link_listing(conn)  # on PostgreSQL, encoded by the database
+        found = await find(
             conn,
             statuses=statuses,
             service_type=service_type,

@@ -74,9 +74,8 @@ async def list_available(
 ) -> list[dict[str, Any]] | JSONArray:
     """The servers as dicts, or on PostgreSQL already encoded as a JSON array by the database."""
     async with ctx.db.read() as conn:
-        found = await repo.list_available_encoded(
-            conn, statuses=statuses, service=service, limit=limit
-        )
+        find = repo.available_listing(conn)  # on PostgreSQL, encoded by the database
+        found = await find(conn, statuses=statuses, service=service, limit=limit)
     if isinstance(found, JSONArray):
         return found
     return [views.server(r) for r in found]

@@ -106,25 +106,10 @@ async def list_links(
     return (await conn.execute(query.order_by(*DISPATCH_ORDER).limit(limit))).all()
 
 
-async def list_links_encoded(
-    conn: AsyncConnection,
-    *,
-    statuses: Sequence[str],
-    service_type: str | None,
-    request_id: uuid.UUID | None,
-    server_id: uuid.UUID | None,
-    limit: int,
-) -> Sequence[Row[Any]] | JSONArray:
-    """The links of :func:`list_links`, encoded as a JSON array by the database where it can."""
-    find = list_links_json if dialect.encodes_json(conn) else list_links
-    return await find(
-        conn,
-        statuses=statuses,
-        service_type=service_type,
-        request_id=request_id,
-        server_id=server_id,
-        limit=limit,
-    )
+def link_listing(conn: AsyncConnection) -> Any:
+    """The listing to call: :func:`list_links_json` where the database encodes JSON itself,
+    else :func:`list_links` (same arguments)."""
+    return list_links_json if dialect.encodes_json(conn) else list_links
 
 
 async def list_links_json(

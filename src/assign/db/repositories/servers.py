@@ -102,13 +102,10 @@ async def list_available_json(
     return await json.run(conn, query, values)
 
 
-async def list_available_encoded(
-    conn: AsyncConnection, *, statuses: Sequence[str], service: str | None, limit: int
-) -> Sequence[Row[Any]] | JSONArray:
-    """The servers of :func:`list_available`, encoded as a JSON array by the database where it
-    can."""
-    find = list_available_json if dialect.encodes_json(conn) else list_available
-    return await find(conn, statuses=statuses, service=service, limit=limit)
+def available_listing(conn: AsyncConnection) -> Any:
+    """The listing to call: :func:`list_available_json` where the database encodes JSON
+    itself, else :func:`list_available` (same arguments)."""
+    return list_available_json if dialect.encodes_json(conn) else list_available
 
 
 def _available(query: sa.Select[Any], *, of_service: bool) -> sa.Select[Any]:
