@@ -30,11 +30,7 @@ async def load(url: str, rows: int) -> dict[str, str]:
     try:
         _, servers = await common.add_fleet(conn, n_requests=300, n_servers=50)
         await common.generate_links(conn, "links", rows, servers)
-        await common.sync_active_tasks(conn)
-        await conn.execute(
-            "INSERT INTO link_counts (request_id, status, n) "
-            "SELECT request_id, status, count(*) FROM links GROUP BY request_id, status"
-        )
+        await common.sync_active_tasks(conn)  # generate_links filled link_counts too
         group = uuid.uuid4()
         now = datetime.now(UTC)
         await conn.copy_records_to_table(

@@ -226,7 +226,7 @@ async def test_links_count_exact_shape(factory: Factory, ctx: Context) -> None:
         ],
         "total": 6,
         "profile_count": 2,
-        "post_count": 2,
+        "post_count": 1,  # a failed result's post_url is not kept on the link (PRODUCT §9)
     }
     await assert_active_tasks_consistent(ctx)
 

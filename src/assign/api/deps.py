@@ -23,18 +23,20 @@ MAX_MINUTES = 100_000_000
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="ApiKey")
 
 
-def _ctx(request: Request) -> Context:
+# dependencies are ``async def``: FastAPI runs a plain ``def`` one in a worker thread, a
+# thread hand-off per dependency per request
+async def _ctx(request: Request) -> Context:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
-def _principal(request: Request) -> Principal:
+async def _principal(request: Request) -> Principal:
     return request.scope["state"]["principal"]  # type: ignore[no-any-return]
 
 
 NUL_MESSAGE = "must not contain NUL characters"
 
 
-def _reject_nul(request: Request) -> None:
+async def _reject_nul(request: Request) -> None:
     """NUL characters cannot be stored (PostgreSQL refuses them): a 400 wherever they appear."""
     for name, value in request.path_params.items():
         if isinstance(value, str) and "\x00" in value:

@@ -21,7 +21,7 @@ import httpx
 from rich.console import Console
 from rich.live import Live
 
-from assign.client import ApiError, AsyncAdminClient, AsyncAssignClient, AsyncToolClient
+from assign.client import ApiError, AsyncAdminClient, AsyncAssignClient
 from assign.client.types import Server
 from assign.demo import service, view, world
 from assign.demo.fleet import SimServer
@@ -132,10 +132,9 @@ class Demo:
                 return await self._summary(admin, worker, frame, finished, elapsed)
 
     def _simulate(self, server: Server) -> SimServer:
-        key = server["api_key"]  # type: ignore[typeddict-item]
         return SimServer(
             server=server,
-            client=AsyncToolClient(self.url, key),
+            base_url=self.url,
             task_seconds=self.config.task_seconds,
             fail_rate=self.config.fail_rate,
             rng=random.Random(self.rng.random()),

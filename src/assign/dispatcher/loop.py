@@ -93,16 +93,20 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
 
 
 async def _pause(ctx: Context, stop: asyncio.Event, seconds: float) -> None:
-    """Sleep ``seconds``, cut short by new work or a stop (never less than MIN_GAP)."""
-    await asyncio.sleep(MIN_GAP)
-    if seconds <= MIN_GAP or stop.is_set():
-        return
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(ctx.wake.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=seconds - MIN_GAP, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
+    """Sleep ``seconds``, cut short by new work or a stop; a tick follows the last one by
+    MIN_GAP at least, however often work arrives (but an idle dispatcher acts at once)."""
+    loop = asyncio.get_running_loop()
+    ended = loop.time()
+    if seconds > 0 and not stop.is_set():
+        waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(ctx.wake.wait())]
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+    gap = MIN_GAP - (loop.time() - ended)
+    if gap > 0 and not stop.is_set():
+        await asyncio.sleep(gap)
 
 
 async def refresh_gauge(ctx: Context) -> None:

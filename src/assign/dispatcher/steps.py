@@ -10,7 +10,7 @@ from functools import partial
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign import metrics
-from assign.db.repositories import catalog
+from assign.db.repositories import catalog, lost_servers
 from assign.db.repositories import dispatch as repo
 from assign.db.repositories import links as links_repo
 from assign.db.repositories import requests as requests_repo
@@ -58,12 +58,12 @@ async def expire_lost_servers(ctx: Context, now: datetime, report: TickReport) -
     lost_log: list[dict[str, object]] = []
 
     async def work(conn: AsyncConnection) -> None:
-        silent = await repo.silent_servers(conn, silent_since=silent_since)
-        await repo.lock_step_one(conn, server_ids=silent)  # links, then servers
-        lost = await repo.expire_servers(
+        silent = await lost_servers.silent_servers(conn, silent_since=silent_since)
+        await lost_servers.lock_step_one(conn, server_ids=silent)  # links, then servers
+        lost = await lost_servers.expire_servers(
             conn, server_ids=silent, silent_since=silent_since, now=now
         )
-        released = await repo.release_queued(conn, now=now)
+        released = await lost_servers.release_queued(conn, now=now)
         failed = []
         if lost:
             failed = await repo.fail_working(

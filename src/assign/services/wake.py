@@ -180,8 +180,7 @@ class Hub:
             try:
                 # committed: through a pooler a read is a transaction rolled back, and a
                 # NOTIFY rolled back is never delivered
-                async with ctx.db.transaction() as conn:
-                    await notices.notify(conn, WAKE_CHANNEL)
+                await ctx.db.run(lambda conn: notices.notify(conn, WAKE_CHANNEL))
             except Exception as exc:
                 log.debug("wake-up not sent", extra={"error": type(exc).__name__})
             await asyncio.sleep(WAKE_GAP)

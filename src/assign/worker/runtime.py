@@ -84,6 +84,19 @@ class Worker:
     _slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
     _results: asyncio.Queue[tuple[str, Result]] = field(default_factory=asyncio.Queue)
     _work: set[asyncio.Task[None]] = field(default_factory=set)
+    _abandoned: bool = False
+
+    def abandon(self) -> int:
+        """The machine dies: handlers cancelled, results not yet sent dropped, nothing more
+        sent (the worker's run still needs its stop). Returns the links dropped."""
+        self._abandoned = True
+        dropped = len(self._work) + self._results.qsize()
+        for task in self._work:
+            task.cancel()
+        while not self._results.empty():
+            self._results.get_nowait()
+            self._results.task_done()
+        return dropped
 
     async def run(self, stop: asyncio.Event) -> Tally:
         """Work until ``stop`` is set; then stop claiming, let the handlers finish, report what
@@ -108,7 +121,8 @@ class Worker:
             finally:
                 beating.cancel()
                 await asyncio.gather(*self._work, return_exceptions=True)
-                await self._results.join()  # every result reported (or refused)
+                if not self._abandoned:
+                    await self._results.join()  # every result reported (or refused)
                 reporting.cancel()
                 await asyncio.gather(beating, reporting, return_exceptions=True)
                 if pool is not None:
@@ -139,6 +153,8 @@ class Worker:
             )
             if not isinstance(links, list):  # stopped (or the claim gave up on the stop)
                 continue
+            if self._abandoned:  # died while the claim was in flight: that work is lost too
+                return
             for link in links:
                 self._busy += 1
                 self.tally.claimed += 1
