@@ -30,7 +30,8 @@ test-deep: ## the test suite with many more hypothesis examples and longer state
 	ASSIGN_TEST_DEEP=1 $(MAKE) test
 
 lint: ## ruff, formatting, mypy, and migrations in step with the tables
-	ruff check src tests bench && ruff format --check src tests bench && mypy
+	ruff check src tests bench scripts && ruff format --check src tests bench scripts && mypy \
+		&& $(PY) scripts/check_migrations.py
 
 bench: ## the benchmarks of bench/ on PostgreSQL (prints tables)
 	$(PY) bench/run_all.py

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -70,35 +70,12 @@ def create_app(
     """The application. ``migrate`` defaults to True on SQLite (the embedded default)."""
     settings = settings or (context.settings if context else Settings())
     if migrate is None:
-        migrate = settings.is_sqlite
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if migrate:
-            await upgrade_async(settings.migration_url)
-        ctx = context or build_context(settings)
-        app.state.ctx = ctx
-        task: asyncio.Task[Any] | None = None
-        stop = asyncio.Event()
-        if dispatcher:
-            from assign.dispatcher.loop import run_dispatcher
-
-            task = asyncio.create_task(run_dispatcher(ctx, stop=stop), name="dispatcher")
-        try:
-            yield
-        finally:
-            stop.set()
-            if task is not None:
-                await asyncio.gather(task, return_exceptions=True)
-            await ctx.hub.close()  # the claim listener and wake-up sender of this process
-            if context is None:
-                await ctx.db.dispose()
-
+        migrate = settings.uses_sqlite_file
     app = FastAPI(
         title="Assign",
         version=__version__,
         description=DESCRIPTION,
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, context=context, migrate=migrate, dispatcher=dispatcher),
         docs_url=None,  # served from local assets by assign.ui.install_docs
         openapi_url="/openapi.json",
         redoc_url=None,
@@ -122,6 +99,37 @@ def create_app(
     app.add_middleware(RequestContextMiddleware)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _lifespan(
+    settings: Settings, *, context: Context | None, migrate: bool, dispatcher: bool
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """What the application does as it starts and stops: migrate (when asked), build the
+    context (unless given), run the dispatcher in this process (when asked), close down."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            await upgrade_async(settings.migration_url)
+        ctx = context or build_context(settings)
+        app.state.ctx = ctx
+        task: asyncio.Task[Any] | None = None
+        stop = asyncio.Event()
+        if dispatcher:
+            from assign.dispatcher.loop import run_dispatcher
+
+            task = asyncio.create_task(run_dispatcher(ctx, stop=stop), name="dispatcher")
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await asyncio.gather(task, return_exceptions=True)
+            await ctx.hub.close()  # the claim listener and wake-up sender of this process
+            if context is None:
+                await ctx.db.dispose()
+
+    return lifespan
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import json
 import os
 import signal
 import sys
@@ -69,19 +70,18 @@ def serve(
     """Run the API (and, unless --no-dispatcher, the dispatcher) in one process."""
     import uvicorn
 
-    if root_path is not None:
-        os.environ["ASSIGN_ROOT_PATH"] = root_path  # read by the settings of every worker
     from assign import logging as assign_logging
     from assign.security.secret import MissingSecret, resolve_secret
 
-    settings = load_settings()
+    overrides = {} if root_path is None else {"root_path": root_path}
+    settings = load_settings(**overrides)
     assign_logging.setup(settings.log_level, json=settings.log_json)
     try:
         resolve_secret(settings)
     except MissingSecret as exc:
         fail(str(exc))
     _prepare_schema(settings)
-    os.environ["ASSIGN__DISPATCHER"] = "0" if no_dispatcher else "1"
+    _hand_to_workers(dispatcher=not no_dispatcher, overrides=overrides)
     # uvicorn raises the signal that stopped it again once it has shut down gracefully; SIGTERM
     # is how service managers ask for a stop, so that ends the process with status 0
     signal.signal(signal.SIGTERM, _exit_ok)
@@ -111,7 +111,7 @@ def _prepare_schema(settings: Settings) -> None:
     from assign.db.migrate import head_revision
 
     current = prepare_database(settings, migrate_sqlite=True)
-    if not settings.is_sqlite and current != head_revision():
+    if not settings.uses_sqlite_file and current != head_revision():
         fail(
             f"the database schema is at {current or 'nothing'}, this Assign needs "
             f"{head_revision()}: run `assign migrate` first"
@@ -122,15 +122,24 @@ def _exit_ok(_signum: int, _frame: Any) -> None:
     sys.exit(0)
 
 
+#: The one place state crosses the environment: uvicorn's worker processes import the
+#: application factory by name and take no arguments, so what ``serve`` decided (run the
+#: dispatcher? settings given as options) travels to them in this variable, as JSON.
+SERVE_STATE = "ASSIGN__SERVE"
+
+
+def _hand_to_workers(*, dispatcher: bool, overrides: dict[str, Any]) -> None:
+    os.environ[SERVE_STATE] = json.dumps({"dispatcher": dispatcher, "settings": overrides})
+
+
 def _asgi_factory() -> Any:
     from assign import logging as assign_logging
     from assign.app import create_app
 
-    settings = Settings()
+    state = json.loads(os.environ.get(SERVE_STATE) or "{}")
+    settings = Settings(**state.get("settings", {}))
     assign_logging.setup(settings.log_level, json=settings.log_json)
-    app = create_app(
-        settings, migrate=False, dispatcher=os.environ.get("ASSIGN__DISPATCHER") == "1"
-    )
+    app = create_app(settings, migrate=False, dispatcher=bool(state.get("dispatcher")))
     # a long-lived server: what exists after start-up lives on, so full collections need not
     # scan it; and a bulk create's tens of thousands of short-lived objects should not set off
     # a collection every 700 allocations (measured: about 40 ms of a 5,000-link batch)

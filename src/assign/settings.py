@@ -99,8 +99,14 @@ class Settings(BaseSettings):
         return value
 
     @property
-    def is_sqlite(self) -> bool:
+    def uses_sqlite_file(self) -> bool:
+        """Whether the database URL names an embedded SQLite file (migrated on start)."""
         return self.database_url.startswith("sqlite")
+
+    @property
+    def is_sqlite(self) -> bool:
+        """The same as :attr:`uses_sqlite_file`, under its older name."""
+        return self.uses_sqlite_file
 
     @property
     def migration_url(self) -> str:
@@ -118,7 +124,7 @@ class Settings(BaseSettings):
     @property
     def sqlite_path(self) -> Path | None:
         """Path of the SQLite file, or None for PostgreSQL / in-memory."""
-        if not self.is_sqlite:
+        if not self.uses_sqlite_file:
             return None
         path = self.database_url.split(":///", 1)[-1].split("?", 1)[0]
         if not path or path == ":memory:":

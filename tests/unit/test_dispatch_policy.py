@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from assign.domain.dispatch import Candidate, FreeServer, plan
+import pytest
+
+from assign.domain.dispatch import Candidate, FreeServer, plan, window_size
 
 
 def _servers(*specs: tuple[int, int] | tuple[int, int, set[str]]) -> list[FreeServer]:
@@ -55,3 +57,20 @@ def test_allowance_holds_back_links_of_an_account() -> None:
     assert len(result.assignments) == 2  # one of a@x, the one without email
     assert result.held_back == 4
     assert result.held_emails == {"a@x", "b@x"}
+
+
+@pytest.mark.parametrize(
+    ("want", "read", "placed", "cap", "size"),
+    [
+        (10, 0, 0, 100, 10),  # first window: exactly what can be placed
+        (10, 20, 10, 100, 20),  # half of what was read could be placed: twice as many
+        (10, 30, 7, 100, 43),  # rounded up
+        (10, 5, 5, 100, 10),  # everything read was placed: no fewer than wanted
+        (10, 50, 0, 100, 100),  # nothing placed yet: as if one was, within the cap
+        (10, 1000, 1, 100, 100),  # never more than the cap
+    ],
+)
+def test_window_size_scales_by_what_could_be_placed(
+    want: int, read: int, placed: int, cap: int, size: int
+) -> None:
+    assert window_size(want=want, read=read, placed=placed, cap=cap) == size

@@ -38,12 +38,13 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def load_settings() -> Settings:
-    """The settings, or a one-line failure naming each bad variable."""
+def load_settings(**overrides: Any) -> Settings:
+    """The settings (``overrides``: values given as command options), or a one-line failure
+    naming each bad variable."""
     from pydantic import ValidationError
 
     try:
-        return Settings()
+        return Settings(**overrides)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -146,7 +147,7 @@ def prepare_database(settings: Settings, *, migrate_sqlite: bool) -> str | None:
     revision = run_async(settings, current)
     try:
         check_not_newer(revision)
-        if settings.is_sqlite and migrate_sqlite:
+        if settings.uses_sqlite_file and migrate_sqlite:
             upgrade(settings.database_url)
     except Exception as exc:
         fail(describe_failure(exc, settings))

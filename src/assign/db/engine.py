@@ -28,7 +28,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from assign.db import connect
+from assign.db import connect, dialect
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -101,7 +101,7 @@ class Database:
         session_url: str | None = None,
     ) -> None:
         self.url = url
-        self.is_sqlite = url.startswith("sqlite")
+        self.is_sqlite = dialect.is_sqlite_url(url)
         #: whether ``url`` is a pooler in transaction mode: None until the first connection
         self.pooled: bool | None = False if self.is_sqlite else None
         self.session_url = session_url if session_url and session_url != url else None
@@ -167,6 +167,11 @@ class Database:
                     raise DatabaseUnavailable(str(exc)) from exc
                 raise
         return None if self.pooled else self.engine
+
+    @property
+    def shared_by_processes(self) -> bool:
+        """Whether several processes may use the database (PostgreSQL), so wake-ups cross them."""
+        return not self.is_sqlite
 
     @property
     def dialect(self) -> str:

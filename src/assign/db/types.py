@@ -9,6 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 
+from assign.db import dialect as dialects
+
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
     """``timestamptz`` on PostgreSQL; naive UTC text on SQLite. Always returns aware UTC."""
@@ -17,7 +19,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
     cache_ok = True
 
     def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
-        if dialect.name == "sqlite":
+        if dialects.naive_utc_times(dialect):
             return dialect.type_descriptor(sa.DateTime(timezone=False))
         return dialect.type_descriptor(sa.DateTime(timezone=True))
 
@@ -26,7 +28,7 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        if dialect.name == "sqlite":
+        if dialects.naive_utc_times(dialect):
             return value.astimezone(UTC).replace(tzinfo=None)
         return value
 

@@ -24,19 +24,15 @@ from collections.abc import Awaitable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from assign.db.tables import dispatcher_lease, dispatcher_ticks
+from assign.db.repositories import leadership
 from assign.services.context import Context
 
 log = logging.getLogger("assign.dispatcher")
 T = TypeVar("T")
 
-LOCK_KEY = 0x61737369676E  # "assign"
-LEASE_NAME = "dispatcher"
+LOCK_KEY = leadership.LOCK_KEY
 
 
 class Leadership:
@@ -71,17 +67,12 @@ class Leadership:
             if self._conn is None:
                 self._conn = await engine.connect()
                 await self._conn.execution_options(isolation_level="AUTOCOMMIT")
-                got = (
-                    await self._conn.execute(
-                        sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}
-                    )
-                ).scalar_one()
-                if not got:
+                # the lock session ends by itself after the lease without a word from us
+                if not await leadership.try_lock(self._conn, lease_seconds=self.lease_seconds):
                     await self._drop(held=False)
                     return False
-                await self._expire_when_idle(self._conn)
                 return True  # the loop logs the change (dispatcher.events)
-            await self._conn.execute(sa.text("SELECT 1"))  # still connected, so still the holder
+            await leadership.ping(self._conn)  # still connected, so still the holder
             return True
         except Exception as exc:
             log.warning(
@@ -89,13 +80,6 @@ class Leadership:
             )
             await self._drop()
             return False
-
-    async def _expire_when_idle(self, conn: AsyncConnection) -> None:
-        """Have PostgreSQL (14+) end the lock session after the lease without a word from us."""
-        version = conn.dialect.server_version_info or (0,)
-        if version >= (14,):
-            ms = max(1000, int(self.lease_seconds * 1000))
-            await conn.execute(sa.text(f"SET idle_session_timeout = {ms}"))
 
     async def keep_during(self, work: Awaitable[T]) -> T:
         """Await ``work`` (a tick), speaking on the lock session every third of the lease
@@ -108,7 +92,7 @@ class Leadership:
                     return task.result()
                 if self._conn is not None:
                     try:
-                        await self._conn.execute(sa.text("SELECT 1"))
+                        await leadership.ping(self._conn)
                     except Exception as exc:  # the next acquire() lets go of it
                         log.warning(
                             "dispatcher lost its lock connection during a tick",
@@ -130,48 +114,23 @@ class Leadership:
         return raw.driver_connection
 
     async def _renew_lease(self, now: datetime) -> bool:
-        """Take or renew the lease row in one statement: it is ours when it was, when it had
-        expired, or when there was none; two dispatchers at once cannot both get it."""
+        """Take or renew the lease row (see ``leadership.renew_lease``)."""
         expires = now + timedelta(seconds=self.lease_seconds)
-        insert: Any = sqlite_insert if self.ctx.db.is_sqlite else pg_insert
-        statement = insert(dispatcher_lease).values(
-            name=LEASE_NAME, holder=self.holder, expires_at=expires
-        )
-        upsert = statement.on_conflict_do_update(
-            index_elements=[dispatcher_lease.c.name],
-            set_={"holder": statement.excluded.holder, "expires_at": statement.excluded.expires_at},
-            where=sa.or_(
-                dispatcher_lease.c.holder == self.holder, dispatcher_lease.c.expires_at <= now
-            ),
-        ).returning(dispatcher_lease.c.holder)
         async with self.ctx.db.transaction() as conn:
-            return (await conn.execute(upsert)).first() is not None
+            return await leadership.renew_lease(
+                conn, holder=self.holder, expires_at=expires, now=now
+            )
 
     async def record_tick(self, now: datetime) -> None:
         """Write who leads and when it last ticked (the console's Overview shows it)."""
         async with self.ctx.db.transaction() as conn:
-            done = await conn.execute(
-                dispatcher_ticks.update()
-                .where(dispatcher_ticks.c.name == LEASE_NAME)
-                .values(holder=self.holder, ticked_at=now)
-            )
-            if done.rowcount == 0:
-                await conn.execute(
-                    dispatcher_ticks.insert().values(
-                        name=LEASE_NAME, holder=self.holder, ticked_at=now
-                    )
-                )
+            await leadership.record_tick(conn, holder=self.holder, now=now)
 
     async def release(self) -> None:
         if self.uses_lease:
             try:
                 async with self.ctx.db.transaction() as conn:
-                    await conn.execute(
-                        dispatcher_lease.delete().where(
-                            dispatcher_lease.c.name == LEASE_NAME,
-                            dispatcher_lease.c.holder == self.holder,
-                        )
-                    )
+                    await leadership.release_lease(conn, holder=self.holder)
             except Exception:
                 log.warning("could not release the dispatcher lease")
         await self._drop()

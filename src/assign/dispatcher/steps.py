@@ -14,6 +14,7 @@ from assign.db.repositories import catalog, lost_servers
 from assign.db.repositories import dispatch as repo
 from assign.db.repositories import links as links_repo
 from assign.db.repositories import requests as requests_repo
+from assign.db.repositories import servers as servers_repo
 from assign.dispatcher import events
 from assign.domain import dispatch as policy
 from assign.domain.ratelimit import RateLimit, allowance, start_of_day
@@ -75,7 +76,7 @@ async def expire_lost_servers(ctx: Context, now: datetime, report: TickReport) -
                 base=settings.retry_base_seconds,
                 cap=settings.retry_max_seconds,
             )
-        await repo.add_tasks(conn, [(r.server_id, -1) for r in (*released, *failed)])
+        await servers_repo.add_tasks(conn, [(r.server_id, -1) for r in (*released, *failed)])
         report.servers_lost += len(lost)
         report.released += len(released)
         report.lost_failed += len(failed)
@@ -102,7 +103,7 @@ async def expire_stale_links(ctx: Context, now: datetime, report: TickReport) ->
         await repo.set_retry_times(
             conn, failed, now=now, base=settings.retry_base_seconds, cap=settings.retry_max_seconds
         )
-        await repo.add_tasks(conn, [(r.server_id, -1) for r in failed])
+        await servers_repo.add_tasks(conn, [(r.server_id, -1) for r in failed])
         report.stale_failed += len(failed)
 
     await ctx.db.run(work)
@@ -199,9 +200,7 @@ async def _assign_batch(
         want = slots - placed
         if want <= 0:
             break
-        # lock about as many links as can be placed: the first window exactly that many, later
-        # ones scaled by how many of those read so far could be placed
-        size = want if not read else min(max(want, -(-want * read // max(placed, 1))), 2 * BATCH)
+        size = policy.window_size(want=want, read=read, placed=placed, cap=2 * BATCH)
         window = await repo.pending_window(
             conn, size=size, skip_emails=sorted(skip_emails), skip_types=sorted(skip_types)
         )
@@ -209,18 +208,11 @@ async def _assign_batch(
             break
         read += len(window)
         fresh = sorted({r.email for r in window if r.email is not None and r.email not in budget})
-        if fresh:
-            used, recent = await repo.account_usage(
-                conn, emails=fresh, day_start=day_start, cooldown_since=cooldown_since
+        budget.update(
+            await _allowances(
+                conn, fresh, limit=limit, day_start=day_start, cooldown=cooldown_since, now=now
             )
-            for email in fresh:
-                budget[email] = allowance(
-                    limit,
-                    done_today=0,
-                    in_flight=used.get(email, 0),
-                    last_dispatch=recent.get(email),
-                    now=now,
-                )
+        )
         candidates = [policy.Candidate(r.id, r.service_type, r.email) for r in window]
         plan = policy.plan(candidates, free, budget)
         # applied per window, so the next window reads past these links
@@ -233,6 +225,33 @@ async def _assign_batch(
         if len(window) < size or len(skip_emails) > 5000:
             break
     return _Batch(placed, held_back, budget)
+
+
+async def _allowances(
+    conn: AsyncConnection,
+    emails: list[str],
+    *,
+    limit: RateLimit,
+    day_start: datetime,
+    cooldown: datetime | None,
+    now: datetime,
+) -> dict[str, int]:
+    """How many more links each of ``emails`` (accounts new to this batch) may take now."""
+    if not emails:
+        return {}
+    used, recent = await repo.account_usage(
+        conn, emails=emails, day_start=day_start, cooldown_since=cooldown
+    )
+    return {
+        email: allowance(
+            limit,
+            done_today=0,
+            in_flight=used.get(email, 0),
+            last_dispatch=recent.get(email),
+            now=now,
+        )
+        for email in emails
+    }
 
 
 async def close_requests(ctx: Context, now: datetime, report: TickReport) -> None:

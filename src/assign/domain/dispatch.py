@@ -40,6 +40,15 @@ class Plan:
     unplaceable_types: set[str] = field(default_factory=set)  # no server with room takes them
 
 
+def window_size(*, want: int, read: int, placed: int, cap: int) -> int:
+    """How many pending links the next window locks to place ``want`` more: the first window
+    (nothing ``read`` yet) exactly that many, later ones scaled by how many of those read so
+    far could be ``placed`` (rounded up), never fewer than ``want`` nor more than ``cap``."""
+    if not read:
+        return want
+    return min(max(want, -(-want * read // max(placed, 1))), cap)
+
+
 def plan(
     candidates: Iterable[Candidate],
     servers: Sequence[FreeServer],

@@ -7,9 +7,8 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-import sqlalchemy as sa
-
 from assign.db import views
+from assign.db.repositories import exports as repo
 from assign.db.repositories import requests as requests_repo
 from assign.db.tables import links, links_archive
 from assign.errors import NotFound
@@ -27,18 +26,11 @@ async def request_links(ctx: Context, *, request_id: uuid.UUID) -> AsyncIterator
         after: tuple[Any, Any] | None = None
         while True:
             async with ctx.db.read() as conn:
-                rows = (await conn.execute(_page(table, request_id, after))).all()
+                rows = await repo.links_page(
+                    conn, table, request_id=request_id, after=after, limit=PAGE
+                )
             for row in rows:
                 yield views.link(row)
             if len(rows) < PAGE:
                 break
             after = (rows[-1].created_at, rows[-1].id)
-
-
-def _page(table: sa.Table, request_id: uuid.UUID, after: tuple[Any, Any] | None) -> Any:
-    """One page of a request's links of ``table`` after the (created_at, id) key ``after``."""
-    columns = [table.c[name] for name in views.LINK_FIELDS]
-    query = sa.select(*columns).where(table.c.request_id == request_id)
-    if after is not None:
-        query = query.where(sa.tuple_(table.c.created_at, table.c.id) > sa.tuple_(*after))
-    return query.order_by(table.c.created_at, table.c.id).limit(PAGE)

@@ -24,13 +24,6 @@ from assign.errors import Conflict, InvalidInput, NotFound
 from assign.services import wake
 from assign.services.context import Context
 
-#: the order of the rows create_links builds
-assert repo.INSERT_COLUMNS == (
-    "id", "request_id", "service_type", "server_id", "site_id", "site_name", "email", "username",
-    "password_enc", "about", "status", "phase", "priority", "retry_count", "max_retries", "details",
-    "assigned_at", "created_at", "updated_at",
-)  # fmt: skip
-
 
 class NewLink(Protocol):
     """A link to create, as the API read it (``LinkIn`` or the bulk body's fast reader)."""
@@ -175,7 +168,7 @@ async def list_links(
 ) -> list[dict[str, Any]] | JSONArray:
     """The links as dicts, or on PostgreSQL already encoded as a JSON array by the database."""
     async with ctx.db.read() as conn:
-        find = repo.list_links_json if conn.dialect.name == "postgresql" else repo.list_links
+        find = repo.link_listing(conn)  # on PostgreSQL, encoded by the database
         found = await find(
             conn,
             statuses=statuses,
@@ -230,7 +223,7 @@ async def assign_link(ctx: Context, *, link_id: uuid.UUID, server_id: uuid.UUID)
         link = await repo.get(conn, link_id, lock=True)
         if link is None:
             raise NotFound("Link not found")
-        server = await servers_repo.get(conn, server_id, lock=conn.dialect.name == "postgresql")
+        server = await servers_repo.get(conn, server_id, lock=True)
         if server is None:
             raise NotFound("Server not found")
         if link.status != LinkStatus.PENDING:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
 
 import sqlalchemy as sa
 
+from assign.db.repositories import secrets as repo
 from assign.db.tables import accounts, idempotency_keys, links
 from assign.services.context import Context
 
@@ -43,11 +43,8 @@ async def _rotate_table(
     keys = [pk] if pk is not None else [table.c.principal, table.c.key]
     last: tuple | None = None
     while True:
-        query = sa.select(*keys, column).where(column.is_not(None)).order_by(*keys).limit(batch)
-        if last is not None:
-            query = query.where(sa.tuple_(*keys) > sa.tuple_(*last))
         async with ctx.db.read() as conn:
-            rows = (await conn.execute(query)).all()
+            rows = await repo.read_batch(conn, keys=keys, column=column, after=last, limit=batch)
         if not rows:
             return report
         last = tuple(rows[-1][: len(keys)])
@@ -60,15 +57,8 @@ async def _rotate_table(
             changes.append({**{f"k{i}": row[i] for i in range(len(keys))}, "old": old,
                             "new": ctx.cipher.encrypt(ctx.cipher.decrypt(old))})  # fmt: skip
         if changes:
-            condition = sa.and_(*(k == sa.bindparam(f"k{i}") for i, k in enumerate(keys)))
-            statement = (
-                table.update()
-                .where(condition, column == sa.bindparam("old"))
-                .values({column.name: sa.bindparam("new")})
+            write = partial(
+                repo.replace_values, table=table, keys=keys, column=column, changes=changes
             )
-            await ctx.db.run(partial(_execute, statement, changes))
+            await ctx.db.run(write)
             report.rotated += len(changes)
-
-
-async def _execute(statement: Any, rows: list[dict[str, Any]], conn: Any) -> None:
-    await conn.execute(statement, rows)

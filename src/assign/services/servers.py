@@ -74,12 +74,11 @@ async def list_available(
 ) -> list[dict[str, Any]] | JSONArray:
     """The servers as dicts, or on PostgreSQL already encoded as a JSON array by the database."""
     async with ctx.db.read() as conn:
-        if conn.dialect.name == "postgresql":
-            return await repo.list_available_json(
-                conn, statuses=statuses, service=service, limit=limit
-            )
-        rows = await repo.list_available(conn, statuses=statuses, service=service, limit=limit)
-    return [views.server(r) for r in rows]
+        find = repo.available_listing(conn)  # on PostgreSQL, encoded by the database
+        found = await find(conn, statuses=statuses, service=service, limit=limit)
+    if isinstance(found, JSONArray):
+        return found
+    return [views.server(r) for r in found]
 
 
 async def get_server(ctx: Context, *, server_id: uuid.UUID) -> dict[str, Any]:
@@ -95,7 +94,7 @@ async def _set_status(
 ) -> dict[str, Any]:
     if status != ServerStatus.ONLINE:
         await repo.lock_links(conn, server_id, [LinkStatus.QUEUED])  # links before the server
-    row = await repo.get(conn, server_id, lock=conn.dialect.name == "postgresql")
+    row = await repo.get(conn, server_id, lock=True)
     if row is None:
         raise NotFound("Server not found")
     values: dict[str, Any] = {"status": status, "updated_at": now}
@@ -123,7 +122,7 @@ async def update_server(
     async def work(conn: Any) -> dict[str, Any]:
         if status is not None and status != ServerStatus.ONLINE:
             await repo.lock_links(conn, server_id, [LinkStatus.QUEUED])  # links before the server
-        row = await repo.get(conn, server_id, lock=conn.dialect.name == "postgresql")
+        row = await repo.get(conn, server_id, lock=True)
         if row is None:
             raise NotFound("Server not found")
         if changes:
@@ -150,7 +149,7 @@ async def delete_server(ctx: Context, *, server_id: uuid.UUID) -> None:
 
     async def work(conn: Any) -> None:
         await repo.lock_links(conn, server_id)
-        row = await repo.get(conn, server_id, lock=conn.dialect.name == "postgresql")
+        row = await repo.get(conn, server_id, lock=True)
         if row is None:
             raise NotFound("Server not found")
         if await repo.count_in_flight(conn, server_id):
@@ -168,7 +167,7 @@ async def heartbeat(
     now = ctx.clock.now()
 
     async def work(conn: Any) -> Any:
-        row = await repo.get(conn, server_id, lock=conn.dialect.name == "postgresql")
+        row = await repo.get(conn, server_id, lock=True)
         if row is None:
             raise NotFound("Server not found")
         values: dict[str, Any] = {"last_health_check": now, "updated_at": now}

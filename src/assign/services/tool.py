@@ -17,6 +17,7 @@ from assign import metrics
 from assign.db import views
 from assign.db.repositories import history as history_repo
 from assign.db.repositories import links as links_repo
+from assign.db.repositories import servers as servers_repo
 from assign.db.repositories import tool as repo
 from assign.domain.backoff import retry_delay
 from assign.domain.states import WORKING, LinkStatus, Phase, ServerStatus
@@ -119,7 +120,7 @@ async def _claim_once(
                 conn, server_id=server_id, source=LinkStatus.CONNECT, limit=more, now=now
             )
             if connecting:
-                await repo.add_tasks(conn, server_id=server_id, n=len(connecting))
+                await servers_repo.add_tasks(conn, [(server_id, len(connecting))])
                 rows.extend(connecting)
             touched = True
         beat = heartbeat and _stale(server.last_health_check, now)

@@ -19,8 +19,9 @@ import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+from assign.db.repositories import notices
 
 if TYPE_CHECKING:
     from assign.services.context import Context
@@ -41,8 +42,7 @@ RELISTEN_SECONDS = 1.0
 
 async def notify(ctx: Context, conn: AsyncConnection) -> None:
     """Call inside the writing transaction: wakes dispatchers here and in other processes."""
-    if conn.dialect.name == "postgresql":
-        await conn.execute(sa.text(f"NOTIFY {WAKE_CHANNEL}"))
+    await notices.notify(conn, WAKE_CHANNEL)
     ctx.wake.set()
 
 
@@ -51,7 +51,7 @@ def slots_freed(ctx: Context) -> None:
     ``WAKE_GAP`` (one ``NOTIFY`` for many results: each would serialise its commit on
     PostgreSQL's notification lock)."""
     ctx.wake.set()
-    if not ctx.db.is_sqlite:
+    if ctx.db.shared_by_processes:
         ctx.hub.send_wake(ctx)
 
 
@@ -62,17 +62,9 @@ async def links_ready(ctx: Context, conn: AsyncConnection, server_ids: Iterable[
     ids = sorted({s for s in server_ids if s is not None})
     if not ids:
         return
-    if conn.dialect.name != "postgresql":
-        ctx.hub.wake(ids)
-        return
     payload = EVERY_SERVER if len(ids) > MAX_NAMED else ",".join(str(s) for s in ids)
-    await conn.execute(sa.text("SELECT pg_notify(:channel, :payload)"), {
-        "channel": CLAIM_CHANNEL, "payload": payload
-    })  # fmt: skip
-
-
-async def _send_notify(conn: AsyncConnection) -> None:
-    await conn.execute(sa.text(f"NOTIFY {WAKE_CHANNEL}"))
+    if not await notices.notify(conn, CLAIM_CHANNEL, payload):
+        ctx.hub.wake(ids)
 
 
 class Hub:
@@ -90,7 +82,7 @@ class Hub:
     async def register(self, ctx: Context, server_id: uuid.UUID) -> asyncio.Event:
         """An event set when links may be ready for ``server_id``; on PostgreSQL once the
         listener is up (or has failed to come up within a second)."""
-        if not ctx.db.is_sqlite:
+        if ctx.db.shared_by_processes:
             if self._listener is None or self._listener.done():
                 self._listener = asyncio.create_task(self._listen(ctx), name="assign-claims")
             with contextlib.suppress(TimeoutError):
@@ -188,7 +180,7 @@ class Hub:
             try:
                 # committed: through a pooler a read is a transaction rolled back, and a
                 # NOTIFY rolled back is never delivered
-                await ctx.db.run(_send_notify)
+                await ctx.db.run(lambda conn: notices.notify(conn, WAKE_CHANNEL))
             except Exception as exc:
                 log.debug("wake-up not sent", extra={"error": type(exc).__name__})
             await asyncio.sleep(WAKE_GAP)

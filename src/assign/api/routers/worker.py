@@ -3,65 +3,46 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Query
 
-from assign.api import bulk_body, idempotency, responses
+from assign.api import responses
 from assign.api.deps import (
     IDS_PATTERN,
-    LIMIT_QUERY_EXTRA,
-    MAX_MINUTES,
-    Caller,
     Ctx,
-    choice_query,
     clamp_limit,
-    parse_choice,
     parse_ids,
     parse_statuses,
     required_query,
     secured,
     status_query,
 )
-from assign.api.idempotency import IdempotencyKey
 from assign.api.responses import JSON
+from assign.api.routers import worker_links
+from assign.api.routers.worker_params import (
+    Limit,
+    NotFound,
+    ServiceTypeQ,
+    minutes,
+    service_type_of,
+)
 from assign.api.schemas import inputs
 from assign.api.schemas import resources as out
-from assign.api.schemas.common import ItemOut, ListOut, UpdatedOut, error_responses
+from assign.api.schemas.common import ItemOut, ListOut, error_responses
 from assign.domain.states import (
-    SERVICE_TYPES,
     AccountStatus,
-    LinkStatus,
     RequestStatus,
     ServerStatus,
 )
 from assign.errors import InvalidInput
-from assign.services import catalog, links, requests, servers
+from assign.services import catalog, requests, servers
 
 router = APIRouter(
     prefix="/api/v1/worker",
     dependencies=secured,
     responses=error_responses(400, 401, 429, 503),
 )
-NotFound = error_responses(404)
-Conflict = error_responses(404, 409)
-Limit = Annotated[
-    int,
-    Query(
-        description="default 100, at least 1, at most 1000 (larger is clamped)",
-        json_schema_extra=LIMIT_QUERY_EXTRA,
-    ),
-]
-ServiceTypeQ = Annotated[str | None, choice_query(SERVICE_TYPES)]
-
-
-def _minutes(description: str) -> Any:
-    return Query(ge=0, le=MAX_MINUTES, allow_inf_nan=False, description=description)
-
-
-def _service_type(value: str | None, field: str = "service_type") -> str | None:
-    return parse_choice(value, SERVICE_TYPES, field)
-
 
 # --- servers -------------------------------------------------------------------------------
 
@@ -75,7 +56,7 @@ def _service_type(value: str | None, field: str = "service_type") -> str | None:
 async def list_servers(
     ctx: Ctx,
     status: Annotated[str | None, status_query(ServerStatus)] = None,
-    inactive_minutes: Annotated[float | None, _minutes("no heartbeat for over N minutes")] = None,
+    inactive_minutes: Annotated[float | None, minutes("no heartbeat for over N minutes")] = None,
 ) -> JSON:
     statuses = parse_statuses(status, ServerStatus)
     items = await servers.list_servers(
@@ -132,7 +113,7 @@ async def list_requests(
     items = await requests.list_requests(
         ctx,
         statuses=statuses,
-        service_type=_service_type(service_type),
+        service_type=service_type_of(service_type),
         type_request=type_request or None,
         limit=clamp_limit(limit),
     )
@@ -162,7 +143,7 @@ async def completable_requests(
     items = await requests.list_completable(
         ctx,
         statuses=statuses,
-        service_type=_service_type(type, "type"),
+        service_type=service_type_of(type, "type"),
         no_active_links=no_active_links,
         limit=clamp_limit(limit),
     )
@@ -215,152 +196,9 @@ async def complete_request(ctx: Ctx, request_id: uuid.UUID) -> JSON:
     return responses.ok(updated=True)
 
 
-# --- links ---------------------------------------------------------------------------------
+# --- links (api/routers/worker_links.py) ----------------------------------------------------
 
-
-@router.get(
-    "/links",
-    tags=["links"],
-    summary="Links waiting for dispatch, or stale",
-    response_model=ListOut[out.LinkOut],
-)
-async def list_links(
-    ctx: Ctx,
-    status: Annotated[str, status_query(LinkStatus)] = "pending",
-    service_type: ServiceTypeQ = None,
-    stale: Annotated[
-        bool, Query(description="running/connecting links over timeout_minutes")
-    ] = False,
-    timeout_minutes: Annotated[float, _minutes("stale threshold")] = 15,
-    request_id: uuid.UUID | None = None,
-    server_id: uuid.UUID | None = None,
-    limit: Limit = 100,
-) -> JSON:
-    kind = _service_type(service_type)
-    if stale:
-        items = await links.list_stale(
-            ctx,
-            timeout_minutes=timeout_minutes,
-            service_type=kind,
-            request_id=request_id,
-            server_id=server_id,
-            limit=clamp_limit(limit),
-        )
-        return responses.listing(items)
-    statuses = parse_statuses(status, LinkStatus) or ["pending"]
-    found = await links.list_links(  # on PostgreSQL, encoded already
-        ctx,
-        statuses=statuses,
-        service_type=kind,
-        request_id=request_id,
-        server_id=server_id,
-        limit=clamp_limit(limit),
-    )
-    return responses.listing(found)
-
-
-@router.put(
-    "/links/bulk-retry",
-    tags=["links"],
-    summary="Retry several failed links",
-    response_model=UpdatedOut,
-)
-async def bulk_retry(ctx: Ctx, body: inputs.BulkRetryIn) -> JSON:
-    return responses.ok(updated=await links.bulk_retry(ctx, link_ids=body.link_ids))
-
-
-@router.put(
-    "/links/mark-final-failed",
-    tags=["links"],
-    summary="Cancel failed links with no retries left",
-    response_model=UpdatedOut,
-)
-async def mark_final_failed(
-    ctx: Ctx, body: Annotated[inputs.MarkFinalFailedIn | None, Body()] = None
-) -> JSON:
-    request_id = body.request_id if body is not None else None
-    return responses.ok(updated=await links.mark_final_failed(ctx, request_id=request_id))
-
-
-@router.get(
-    "/links/retryable",
-    tags=["links"],
-    summary="Failed links with retries left",
-    response_model=ListOut[out.LinkOut],
-)
-async def retryable_links(
-    ctx: Ctx,
-    service_type: ServiceTypeQ = None,
-    request_id: uuid.UUID | None = None,
-    limit: Limit = 100,
-) -> JSON:
-    items = await links.list_retryable(
-        ctx,
-        service_type=_service_type(service_type),
-        request_id=request_id,
-        limit=clamp_limit(limit),
-    )
-    return responses.listing(items)
-
-
-@router.get(
-    "/links/account-stats",
-    tags=["links"],
-    summary="Statistics of a posting account",
-    response_model=out.AccountStatsOut,
-)
-async def account_stats(
-    ctx: Ctx,
-    email: Annotated[str | None, required_query("the posting account")] = None,
-    request_id: uuid.UUID | None = None,
-) -> JSON:
-    if not email:
-        raise InvalidInput.field("email", "is required")
-    return responses.ok(**await links.account_stats(ctx, email=email, request_id=request_id))
-
-
-@router.post(
-    "/links/bulk",
-    tags=["links"],
-    summary="Create up to 5,000 links, all or none",
-    response_model=out.CreatedOut,
-    openapi_extra=bulk_body.OPENAPI_BODY,
-)
-async def create_links(
-    ctx: Ctx,
-    caller: Caller,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> JSON:
-    # the body (inputs.LinksBulkIn) is read here, in one pass when it can be: see bulk_body
-    items = await bulk_body.read_links(request)
-
-    async def call() -> dict[str, Any]:
-        return {"success": True, "created": await links.create_links(ctx, items=items)}
-
-    return await idempotency.respond(ctx, request, caller, idempotency_key, call)
-
-
-@router.put(
-    "/links/{link_id}/assign",
-    tags=["links"],
-    summary="Assign a pending link to a server",
-    response_model=ItemOut[out.LinkOut],
-    responses=Conflict,
-)
-async def assign_link(ctx: Ctx, link_id: uuid.UUID, body: inputs.AssignIn) -> JSON:
-    return responses.item(await links.assign_link(ctx, link_id=link_id, server_id=body.server_id))
-
-
-@router.put(
-    "/links/{link_id}/retry",
-    tags=["links"],
-    summary="Retry one failed link",
-    response_model=ItemOut[out.LinkOut],
-    responses=Conflict,
-)
-async def retry_link(ctx: Ctx, link_id: uuid.UUID) -> JSON:
-    return responses.item(await links.retry_link(ctx, link_id=link_id))
+router.include_router(worker_links.router)
 
 
 # --- other resources -----------------------------------------------------------------------
@@ -379,7 +217,7 @@ async def list_sites(
 ) -> JSON:
     items = await catalog.list_sites(
         ctx,
-        site_type=_service_type(type, "type"),
+        site_type=service_type_of(type, "type"),
         active=active,
         ids=parse_ids(ids, "ids"),
         limit=clamp_limit(limit),

@@ -63,8 +63,7 @@ async def pick_links(
         .order_by(links.c.id)
         .limit(limit)
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
+    query = query.with_for_update(skip_locked=True)
     return [r.id for r in await conn.execute(query)]
 
 

@@ -1,23 +1,21 @@
 """SQL of the dispatcher's tick: each function one set-based statement or a few.
 
-The PostgreSQL/SQLite differences of the dispatcher are here: row locks with SKIP LOCKED and
-array-driven bulk updates on PostgreSQL; the single writer makes both unnecessary on SQLite.
+Row locks with SKIP LOCKED (nothing on SQLite, whose single writer holds every row) and, where
+``dialect.bulk_arrays``, array-driven bulk updates.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from assign.db import rules
+from assign.db import dialect, rules
 from assign.db.repositories import links as links_repo
 from assign.db.repositories import requests as requests_repo
 from assign.db.repositories import servers as servers_repo
@@ -28,14 +26,11 @@ from assign.domain.states import (
     ACTIVE,
     IN_FLIGHT,
     WORKING,
+    LinkEvent,
     LinkStatus,
     RequestStatus,
+    sources,
 )
-
-
-def _pg(conn: AsyncConnection) -> bool:
-    return conn.dialect.name == "postgresql"
-
 
 # --- step 1: lost servers ------------------------------------------------------------------
 
@@ -70,7 +65,7 @@ async def set_retry_times(
         return
     ids = [r.id for r in rows]
     times = [now + timedelta(seconds=retry_delay(r.retry_count, base=base, cap=cap)) for r in rows]
-    if _pg(conn):
+    if dialect.bulk_arrays(conn):
         await conn.execute(
             sa.text(
                 "UPDATE links SET retry_at = v.retry_at FROM unnest("
@@ -86,34 +81,6 @@ async def set_retry_times(
             .values(retry_at=sa.bindparam("b_at")),
             [{"b_id": i, "b_at": t} for i, t in zip(ids, times, strict=True)],
         )
-
-
-async def add_tasks(conn: AsyncConnection, deltas: Iterable[tuple[uuid.UUID | None, int]]) -> None:
-    """``active_tasks`` changes summed per server. On PostgreSQL two statements whatever the
-    number of servers: the rows locked in id order (the order every writer takes them in),
-    then one update; on SQLite (a single writer) one update per server."""
-    total: Counter[uuid.UUID] = Counter()
-    for server_id, delta in deltas:
-        if server_id is not None and delta:
-            total[server_id] += delta
-    changes = sorted((server_id, n) for server_id, n in total.items() if n)
-    if len(changes) <= 1 or not _pg(conn):
-        await servers_repo.add_tasks(conn, changes)
-        return
-    ids = [server_id for server_id, _ in changes]
-    await conn.execute(
-        sa.text(
-            "SELECT 1 FROM servers WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
-        ),
-        {"ids": ids},
-    )
-    await conn.execute(
-        sa.text(
-            "UPDATE servers SET active_tasks = servers.active_tasks + v.n FROM unnest("
-            "CAST(:ids AS uuid[]), CAST(:ns AS integer[])) AS v(id, n) WHERE servers.id = v.id"
-        ),
-        {"ids": ids, "ns": [n for _, n in changes]},
-    )
 
 
 # --- step 3: retries -----------------------------------------------------------------------
@@ -146,21 +113,13 @@ async def free_servers(
         )
         .order_by(servers.c.priority.desc(), servers.c.id)
     )
-    if _pg(conn):
-        query = query.with_for_update(skip_locked=True)
+    query = query.with_for_update(skip_locked=True)
     return list((await conn.execute(query)).all())
 
 
 async def plan_each_statement(conn: AsyncConnection) -> None:
-    """Plan this transaction's statements with their actual parameters (PostgreSQL).
-
-    A prepared statement run a few times may get a generic plan; in one, a list of accounts to
-    skip is an unknown array, compared element by element on every row read instead of
-    hashed: 20 s instead of 0.1 s a window at 1M links. Planning costs well under a millisecond
-    a statement, and a batch runs a handful.
-    """
-    if _pg(conn):
-        await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+    """Plan this transaction's statements with their actual parameters (see the dialect)."""
+    await dialect.plan_each_statement(conn)
 
 
 async def pending_window(
@@ -178,11 +137,8 @@ async def pending_window(
         rules.of_open_request(),
     )
     if skip_emails:
-        if _pg(conn):
-            # one array parameter: the statement stays the same whatever the list's length
-            kept = links.c.email != sa.all_(_text_array(skip_emails))
-        else:
-            kept = links.c.email.not_in(list(skip_emails))
+        # one array parameter on PostgreSQL: the statement stays the same whatever the length
+        kept = dialect.not_in(conn, links.c.email, skip_emails)
         query = query.where(sa.or_(links.c.email.is_(None), kept))
     if skip_types:
         query = query.where(links.c.service_type.not_in(list(skip_types)))
@@ -190,8 +146,7 @@ async def pending_window(
     query = query.order_by(links.c.priority.desc(), links.c.created_at, links.c.id).limit(
         sa.literal_column(str(int(size)))
     )
-    if _pg(conn):
-        query = query.with_for_update(skip_locked=True)
+    query = query.with_for_update(skip_locked=True)
     return list((await conn.execute(query)).all())
 
 
@@ -211,18 +166,8 @@ async def account_usage(
     """
     used: dict[str, int] = {}
     recent: dict[str, datetime] = {}
-    # PostgreSQL takes the whole list as one array; SQLite gets IN lists of a bounded length
-    chunks = (
-        [list(emails)]
-        if _pg(conn)
-        else [list(emails[i : i + 500]) for i in range(0, len(emails), 500)]
-    )
-    for chunk in chunks:
-        if not chunk:
-            continue
-        of_chunk = (
-            links.c.email == sa.any_(_text_array(chunk)) if _pg(conn) else links.c.email.in_(chunk)
-        )
+    for chunk in dialect.chunks(conn, emails):
+        of_chunk = dialect.is_in(conn, links.c.email, chunk)
         for counted in (
             links.c.status.in_(sorted(IN_FLIGHT)),
             # every status listed: one index range per (email, status) instead of all the email's
@@ -249,10 +194,6 @@ async def account_usage(
     return used, recent
 
 
-def _text_array(values: Sequence[str]) -> Any:
-    return sa.bindparam(None, list(values), type_=postgresql.ARRAY(sa.String()))
-
-
 async def apply_assignments(
     conn: AsyncConnection, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]], *, now: datetime
 ) -> int:
@@ -262,27 +203,31 @@ async def apply_assignments(
     counts: dict[uuid.UUID, int] = {}
     for _, server_id in pairs:
         counts[server_id] = counts.get(server_id, 0) + 1
-    if _pg(conn):
+    if dialect.bulk_arrays(conn):
         result = await conn.execute(
             sa.text(
-                "UPDATE links SET status = 'queued', server_id = v.server_id, assigned_at = :now, "
+                "UPDATE links SET status = :queued, server_id = v.server_id, assigned_at = :now, "
                 "updated_at = :now FROM unnest(CAST(:ids AS uuid[]), CAST(:servers AS uuid[])) "
-                "AS v(id, server_id) WHERE links.id = v.id AND links.status = 'pending'"
+                "AS v(id, server_id) WHERE links.id = v.id "
+                "AND links.status = ANY(CAST(:sources AS text[]))"
             ),
-            {"ids": [p[0] for p in pairs], "servers": [p[1] for p in pairs], "now": now},
+            {
+                "ids": [p[0] for p in pairs],
+                "servers": [p[1] for p in pairs],
+                "now": now,
+                "queued": LinkStatus.QUEUED.value,
+                "sources": [str(s) for s in sorted(sources(LinkEvent.ASSIGN))],
+            },
         )
         moved = result.rowcount
-        await conn.execute(
-            sa.text(
-                "UPDATE servers SET active_tasks = servers.active_tasks + v.n FROM unnest("
-                "CAST(:ids AS uuid[]), CAST(:ns AS integer[])) AS v(id, n) WHERE servers.id = v.id"
-            ),
-            {"ids": list(counts), "ns": list(counts.values())},
-        )
     else:
         await conn.execute(
             links.update()
-            .where(links.c.id == sa.bindparam("b_id"), links.c.status == LinkStatus.PENDING)
+            .where(
+                links.c.id == sa.bindparam("b_id"),
+                # literals: an executemany takes no expanding (list) parameter
+                links.c.status.in_([sa.literal(s) for s in sorted(sources(LinkEvent.ASSIGN))]),
+            )
             .values(
                 status=LinkStatus.QUEUED,
                 server_id=sa.bindparam("b_server"),
@@ -292,12 +237,7 @@ async def apply_assignments(
             [{"b_id": link_id, "b_server": server_id} for link_id, server_id in pairs],
         )
         moved = len(pairs)  # the single writer holds the rows: all were pending
-        await conn.execute(
-            servers.update()
-            .where(servers.c.id == sa.bindparam("b_id"))
-            .values(active_tasks=servers.c.active_tasks + sa.bindparam("b_n")),
-            [{"b_id": k, "b_n": v} for k, v in counts.items()],
-        )
+    await servers_repo.add_tasks(conn, counts.items())
     if moved != len(pairs):
         raise RuntimeError("a locked pending link changed under the dispatcher")
     return moved
@@ -348,8 +288,7 @@ async def finished_requests(conn: AsyncConnection, *, limit: int = 500) -> list[
         .order_by(requests.c.priority.desc(), requests.c.created_at)
         .limit(limit)
     )
-    if _pg(conn):
-        query = query.with_for_update(of=requests, skip_locked=True)
+    query = query.with_for_update(of=requests, skip_locked=True)
     return list((await conn.execute(query)).all())
 
 

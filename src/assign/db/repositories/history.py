@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign.db import dialect
 from assign.db.tables import attempts, link_counts, links, requests, servers, throughput
 from assign.db.views import AnyRow
 from assign.domain.states import ASSIGN_SERVICE
@@ -152,7 +153,7 @@ SELECT kind, minute, key, sum(completed), sum(failed) FROM gone GROUP BY kind, m
 async def compact_counts(conn: AsyncConnection) -> int:
     """Fold each (request, status)'s rows of ``link_counts`` into one, dropping those at 0;
     how many keys were folded or dropped."""
-    if conn.dialect.name == "postgresql":
+    if dialect.writable_ctes(conn):
         result = await conn.execute(sa.text(_COMPACT_COUNTS))
         return int(result.rowcount or 0)
     # SQLite: the single writer holds the database for the whole transaction
@@ -185,7 +186,7 @@ async def compact_counts(conn: AsyncConnection) -> int:
 async def compact_throughput(conn: AsyncConnection, *, since: datetime) -> int:
     """Fold each (kind, minute, key)'s rows of ``throughput`` from ``since`` on into one; how
     many keys were folded."""
-    if conn.dialect.name == "postgresql":
+    if dialect.writable_ctes(conn):
         result = await conn.execute(sa.text(_COMPACT_THROUGHPUT), {"since": since})
         return int(result.rowcount or 0)
     cols = (throughput.c.kind, throughput.c.minute, throughput.c.key)
@@ -222,7 +223,7 @@ async def account_samples(
     out: dict[uuid.UUID, tuple[int, int, int]] = {}
     if not request_ids:
         return out
-    if conn.dialect.name == "postgresql":
+    if dialect.bulk_arrays(conn):
         rows = await conn.execute(
             sa.text(
                 "SELECT r.id, count(s.*), count(s.email), count(DISTINCT s.email) "

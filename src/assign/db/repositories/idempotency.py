@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign.db import dialect
 from assign.db.tables import idempotency_keys as keys
 
 
@@ -32,11 +32,9 @@ async def claim(
             keys.c.principal == principal, keys.c.key == key, keys.c.created_at < expired_before
         )
     )
-    insert = postgresql.insert(keys) if conn.dialect.name == "postgresql" else sqlite.insert(keys)
     result = await conn.execute(
-        insert.values(
-            principal=principal, key=key, route=route, body_hash=fingerprint, created_at=now
-        )
+        dialect.insert(conn, keys)
+        .values(principal=principal, key=key, route=route, body_hash=fingerprint, created_at=now)
         .on_conflict_do_nothing(index_elements=["principal", "key"])
         .returning(keys.c.key)
     )

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign.db import dialect
 from assign.db.repositories import links as links_repo
 from assign.db.tables import links
 from assign.domain.filters import LinkFilter
@@ -75,7 +76,7 @@ async def cancel(conn: AsyncConnection, where: Any, now: datetime) -> list[tuple
     """
     target = sa.and_(where, links.c.status.in_(CANCELABLE))
     values = {"status": LinkStatus.CANCELED, "updated_at": now}
-    if conn.dialect.name == "postgresql":
+    if dialect.writable_ctes(conn):
         old = (
             sa.select(links.c.id, links.c.status.label("old_status"))
             .where(target)

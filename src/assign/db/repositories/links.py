@@ -15,14 +15,14 @@ from asyncpg.pgproto.pgproto import UUID as PgUUID
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from assign.db import json, rules
+from assign.db import dialect, json, rules
 from assign.db.json import JSONArray
 from assign.db.repositories.retries import (  # noqa: F401 (the retries of links, kept here too)
     mark_final_failed,
     retry,
     retry_where,
 )
-from assign.db.tables import links, requests
+from assign.db.tables import links
 from assign.db.views import LINK_FIELDS, AnyRow
 from assign.domain.states import (
     IN_FLIGHT,
@@ -33,11 +33,13 @@ from assign.domain.states import (
     sources,
 )
 
-INSERT_COLUMNS = (
-    "id", "request_id", "service_type", "server_id", "site_id", "site_name", "email", "username",
-    "password_enc", "about", "status", "phase", "priority", "retry_count", "max_retries", "details",
-    "assigned_at", "created_at", "updated_at",
-)  # fmt: skip
+#: the columns a new link is written with, in the table's order (the order of the rows
+#: ``services.links.create_links`` builds; tests/unit/test_link_columns.py spells it out)
+INSERT_COLUMNS = tuple(
+    c.name
+    for c in links.c
+    if c.name not in {"error", "profile_url", "post_url", "retry_at", "started_at", "completed_at"}
+)
 DISPATCH_ORDER = (links.c.priority.desc(), links.c.created_at, links.c.id)
 
 
@@ -66,11 +68,8 @@ async def insert_many(conn: AsyncConnection, rows: Iterable[tuple[Any, ...]]) ->
     so building the next rows (a generator) overlaps with the server inserting the previous ones.
     An exception raised by ``rows`` aborts the COPY.
     """
-    if conn.dialect.name == "postgresql":
-        raw = await conn.get_raw_connection()
-        await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-            "links", records=_copy_records(rows), columns=INSERT_COLUMNS
-        )
+    if dialect.copies(conn):
+        await dialect.copy_records(conn, "links", INSERT_COLUMNS, _copy_records(rows))
     else:
         await conn.execute(
             links.insert(), [dict(zip(INSERT_COLUMNS, row, strict=True)) for row in rows]
@@ -91,7 +90,7 @@ def _copy_records(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
 async def get(conn: AsyncConnection, link_id: uuid.UUID, *, lock: bool = False) -> Row[Any] | None:
     """The link row, or None; ``lock`` takes its row lock (PostgreSQL)."""
     query = sa.select(links).where(links.c.id == link_id)
-    if lock and conn.dialect.name == "postgresql":
+    if lock:
         query = query.with_for_update()
     return (await conn.execute(query)).first()
 
@@ -108,6 +107,12 @@ async def list_links(
     """Links in ``statuses`` (pending ones only without a server), dispatch order."""
     query = _listed(sa.select(links), statuses, service_type, request_id, server_id)
     return (await conn.execute(query.order_by(*DISPATCH_ORDER).limit(limit))).all()
+
+
+def link_listing(conn: AsyncConnection) -> Any:
+    """The listing to call: :func:`list_links_json` where the database encodes JSON itself,
+    else :func:`list_links` (same arguments)."""
+    return list_links_json if dialect.encodes_json(conn) else list_links
 
 
 async def list_links_json(
@@ -257,92 +262,12 @@ async def count_by_status(
     return rows, urls
 
 
-async def claim_queued(
-    conn: AsyncConnection, *, server_id: uuid.UUID, limit: int, now: datetime
-) -> list[Row[Any]]:
-    """Up to ``limit`` of the server's queued links moved to running (dispatch order)."""
-    return await _claim(conn, server_id, LinkStatus.QUEUED, LinkStatus.RUNNING, limit, now)
-
-
-async def claim_connect(
-    conn: AsyncConnection, *, server_id: uuid.UUID, limit: int, now: datetime
-) -> list[Row[Any]]:
-    """Up to ``limit`` of the server's connect links moved to connecting (dispatch order)."""
-    return await _claim(conn, server_id, LinkStatus.CONNECT, LinkStatus.CONNECTING, limit, now)
-
-
-async def _claim(
-    conn: AsyncConnection,
-    server_id: uuid.UUID,
-    source: LinkStatus,
-    target: LinkStatus,
-    limit: int,
-    now: datetime,
-) -> list[Row[Any]]:
-    if limit <= 0:
-        return []
-    picked = (
-        sa.select(links.c.id)
-        .where(links.c.server_id == server_id, links.c.status == source)
-        .order_by(*DISPATCH_ORDER)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        picked = picked.with_for_update(skip_locked=True)
-    # a CTE runs once; an IN (subquery) may be rescanned per row, and each rescan of
-    # LIMIT ... FOR UPDATE SKIP LOCKED skips the rows just updated and picks new ones
-    chosen = picked.cte("picked")
-    query = (
-        links.update()
-        .where(links.c.id.in_(sa.select(chosen.c.id)), links.c.status == source)
-        .values(status=target, started_at=now, updated_at=now)
-        .returning(links)
-    )
-    rows = list((await conn.execute(query)).all())
-    rows.sort(key=lambda r: (-r.priority, r.created_at, r.id))
-    return rows
-
-
-async def finish(
-    conn: AsyncConnection,
-    *,
-    link_id: uuid.UUID,
-    server_id: uuid.UUID,
-    values: dict[str, Any],
-) -> Row[Any] | None:
-    """The link moved from running/connecting to a result state, or None when it was not working."""
-    query = (
-        links.update()
-        .where(
-            links.c.id == link_id,
-            links.c.server_id == server_id,
-            links.c.status.in_(sorted(WORKING)),
-        )
-        .values(**values)
-        .returning(links)
-    )
-    return (await conn.execute(query)).first()
-
-
-async def add_created_links(
-    conn: AsyncConnection, counts: dict[uuid.UUID, int], now: datetime
-) -> None:
-    """Count create-phase completions on their requests."""
-    for request_id in sorted(counts):
-        await conn.execute(
-            requests.update()
-            .where(requests.c.id == request_id)
-            .values(created_links=requests.c.created_links + counts[request_id], updated_at=now)
-        )
-
-
 async def cancel_where(conn: AsyncConnection, condition: Any, now: datetime) -> list[AnyRow]:
     """Links matching ``condition`` (and not canceled) -> canceled; each as it was before."""
     query = sa.select(links.c.id, links.c.server_id, links.c.status).where(
         condition, links.c.status != LinkStatus.CANCELED
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
+    query = query.with_for_update()
     rows = (await conn.execute(query)).all()
     ids = [r.id for r in rows]
     for start in range(0, len(ids), 5000):

@@ -12,10 +12,6 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 
-def _pg(conn: AsyncConnection) -> bool:
-    return conn.dialect.name == "postgresql"
-
-
 async def lock_ids(
     conn: AsyncConnection,
     table: sa.Table,
@@ -40,8 +36,7 @@ async def lock_ids(
         if where is not None:
             query = query.where(where)
         query = query.order_by(table.c.id)
-        if _pg(conn):
-            query = query.with_for_update(read=key_share, key_share=key_share)
+        query = query.with_for_update(read=key_share, key_share=key_share)
         found.update(r.id for r in await conn.execute(query))
     return found
 
@@ -56,6 +51,5 @@ async def lock_where(
         .where(condition)
         .order_by(table.c.id)
     )
-    if _pg(conn):
-        query = query.with_for_update()
+    query = query.with_for_update()
     return list((await conn.execute(query)).all())

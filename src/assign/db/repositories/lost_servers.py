@@ -87,8 +87,7 @@ async def release_queued(conn: AsyncConnection, *, now: datetime) -> list[AnyRow
     owners_query = sa.select(links.c.id, links.c.server_id).where(
         links.c.status.in_(sources(LinkEvent.RELEASE)), _not_online()
     )
-    if conn.dialect.name == "postgresql":
-        owners_query = owners_query.with_for_update()
+    owners_query = owners_query.with_for_update()
     owners = (await conn.execute(owners_query)).all()
     if owners:
         await conn.execute(

@@ -36,7 +36,7 @@ async def get(
     """The request row, or None; ``lock`` / ``share`` take its row lock FOR UPDATE / FOR KEY
     SHARE (PostgreSQL: see ``locks.lock_ids``)."""
     query = sa.select(requests).where(requests.c.id == request_id)
-    if (lock or share) and conn.dialect.name == "postgresql":
+    if lock or share:
         shared = share and not lock
         query = query.with_for_update(read=shared, key_share=shared)
     return (await conn.execute(query)).first()
@@ -55,8 +55,7 @@ async def lock_for_links(
             .where(requests.c.id.in_(unique[start : start + 1000]))
             .order_by(requests.c.id)
         )
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(read=True, key_share=True)
+        query = query.with_for_update(read=True, key_share=True)
         found.update({r.id: (r.priority, r.status) for r in await conn.execute(query)})
     return found
 

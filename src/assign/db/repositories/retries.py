@@ -47,8 +47,7 @@ async def retry_where(
         .where(condition, rules.RETRYABLE)
         .order_by(links.c.id)
     )
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=skip_locked)
+    query = query.with_for_update(skip_locked=skip_locked)
     found = (await conn.execute(query)).all()
     if not found:
         return []

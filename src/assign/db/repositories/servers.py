@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from assign.db import json
+from assign.db import dialect, json
 from assign.db.json import JSONArray
 from assign.db.repositories import locks
 from assign.db.tables import links, servers
@@ -102,6 +102,12 @@ async def list_available_json(
     return await json.run(conn, query, values)
 
 
+def available_listing(conn: AsyncConnection) -> Any:
+    """The listing to call: :func:`list_available_json` where the database encodes JSON
+    itself, else :func:`list_available` (same arguments)."""
+    return list_available_json if dialect.encodes_json(conn) else list_available
+
+
 def _available(query: sa.Select[Any], *, of_service: bool) -> sa.Select[Any]:
     """``query`` filtered and ordered as :func:`list_available` says (bound parameters
     ``statuses``, ``service``, ``limit``): the servers of ``service``, or all but it."""
@@ -145,29 +151,49 @@ async def update(
     return (await conn.execute(query)).first()
 
 
-async def add_tasks(conn: AsyncConnection, deltas: Iterable[tuple[uuid.UUID | None, int]]) -> None:
-    """Apply ``active_tasks`` changes, summed per server (None server ids are ignored)."""
+_ADD_TASKS = (
+    servers.update()
+    .where(servers.c.id == sa.bindparam("b_id"))
+    .values(active_tasks=servers.c.active_tasks + sa.bindparam("b_n", type_=sa.Integer))
+)
+_ADD_TASKS_SEEN = _ADD_TASKS.values(last_active=sa.bindparam("b_now"))
+_LOCK_IDS = sa.text(
+    "SELECT 1 FROM servers WHERE id = ANY(CAST(:ids AS uuid[])) ORDER BY id FOR UPDATE"
+)
+_ADD_TASKS_PG = sa.text(
+    "UPDATE servers SET active_tasks = servers.active_tasks + v.n FROM unnest("
+    "CAST(:ids AS uuid[]), CAST(:ns AS integer[])) AS v(id, n) WHERE servers.id = v.id"
+)
+
+
+async def add_tasks(
+    conn: AsyncConnection,
+    deltas: Iterable[tuple[uuid.UUID | None, int]],
+    *,
+    active_at: datetime | None = None,
+) -> None:
+    """Apply ``active_tasks`` changes, summed per server (None server ids are ignored); with
+    ``active_at``, the servers also seen active then.
+
+    The rows change in id order (the order every writer takes them in). With several servers
+    and array parameters (PostgreSQL), two statements whatever their number: the rows locked
+    in id order, then one update; otherwise one update per server."""
     total: Counter[uuid.UUID] = Counter()
     for server_id, delta in deltas:
         if server_id is not None and delta:
             total[server_id] += delta
-    # fixed order, so two transactions touching the same servers lock them alike
-    for server_id in sorted(total):
-        if total[server_id]:
-            await conn.execute(
-                servers.update()
-                .where(servers.c.id == server_id)
-                .values(active_tasks=servers.c.active_tasks + total[server_id])
-            )
-
-
-async def end_task(conn: AsyncConnection, server_id: uuid.UUID, now: datetime) -> None:
-    """One of the server's links finished: a slot freed, the server seen active."""
-    await conn.execute(
-        servers.update()
-        .where(servers.c.id == server_id)
-        .values(active_tasks=servers.c.active_tasks - 1, last_active=now)
-    )
+    changes = sorted((server_id, n) for server_id, n in total.items() if n)
+    if not changes:
+        return
+    if len(changes) > 1 and active_at is None and dialect.bulk_arrays(conn):
+        ids = [server_id for server_id, _ in changes]
+        await conn.execute(_LOCK_IDS, {"ids": ids})
+        await conn.execute(_ADD_TASKS_PG, {"ids": ids, "ns": [n for _, n in changes]})
+        return
+    statement = _ADD_TASKS if active_at is None else _ADD_TASKS_SEEN
+    seen = {} if active_at is None else {"b_now": active_at}
+    rows = [{"b_id": server_id, "b_n": n, **seen} for server_id, n in changes]
+    await conn.execute(statement, rows[0] if len(rows) == 1 else rows)
 
 
 async def release_queued(conn: AsyncConnection, server_id: uuid.UUID, now: datetime) -> int:
@@ -187,7 +213,7 @@ async def release_queued(conn: AsyncConnection, server_id: uuid.UUID, now: datet
 async def lock_links(conn: AsyncConnection, server_id: uuid.UUID, statuses: Any = None) -> None:
     """Lock the server's links (those in ``statuses``, else all: deleting the server clears the
     server of every one) in id order, before the server row (lock order: links, servers)."""
-    if conn.dialect.name != "postgresql":
+    if not dialect.locks_rows(conn):
         return
     condition = links.c.server_id == server_id
     if statuses is not None:

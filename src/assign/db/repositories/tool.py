@@ -17,14 +17,11 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign.db import dialect
+from assign.db.repositories import servers as servers_repo
 from assign.db.tables import links, requests, servers
 from assign.db.views import AnyRow
 from assign.domain.states import LinkStatus, ServerStatus
-
-
-def _pg(conn: AsyncConnection) -> bool:
-    return conn.dialect.name == "postgresql"
-
 
 # --- claims ----------------------------------------------------------------------------------
 
@@ -33,15 +30,14 @@ _ONLINE = sa.exists().where(
 )
 
 
-def _claim_statement(source: str, target: str, *, pg: bool) -> Any:
+def _claim_statement(source: str, target: str) -> Any:
     picked = (
         sa.select(links.c.id)
         .where(links.c.server_id == sa.bindparam("sid"), links.c.status == source)
         .order_by(links.c.priority.desc(), links.c.created_at, links.c.id)
         .limit(sa.bindparam("limit", type_=sa.Integer))
     )
-    if pg:
-        picked = picked.with_for_update(skip_locked=True)
+    picked = picked.with_for_update(skip_locked=True)
     # a CTE runs once; an IN (subquery) may be rescanned per row, and each rescan of
     # LIMIT ... FOR UPDATE SKIP LOCKED skips the rows just updated and picks new ones
     chosen = picked.cte("picked")
@@ -53,9 +49,8 @@ def _claim_statement(source: str, target: str, *, pg: bool) -> Any:
     )
 
 
-_CLAIMS: dict[tuple[bool, str], Any] = {
-    (pg, source): _claim_statement(source, target, pg=pg)
-    for pg in (True, False)
+_CLAIMS: dict[str, Any] = {
+    source: _claim_statement(source, target)
     for source, target in (
         (LinkStatus.QUEUED, LinkStatus.RUNNING),
         (LinkStatus.CONNECT, LinkStatus.CONNECTING),
@@ -70,7 +65,7 @@ async def claim_links(
     (connecting), dispatch order; none unless the server is online."""
     if limit <= 0:
         return []
-    statement = _CLAIMS[(_pg(conn), source)]
+    statement = _CLAIMS[source]
     values = {"sid": server_id, "limit": limit, "now": now}
     rows = list((await conn.execute(statement, values)).all())
     rows.sort(key=lambda r: (-r.priority, r.created_at, r.id))
@@ -132,18 +127,6 @@ async def mark_claimed(
     await conn.execute(_SEEN, {"sid": server_id, "now": now, "heartbeat": heartbeat})
 
 
-_ADD_TASKS = (
-    servers.update()
-    .where(servers.c.id == sa.bindparam("sid"))
-    .values(active_tasks=servers.c.active_tasks + sa.bindparam("n", type_=sa.Integer))
-)
-
-
-async def add_tasks(conn: AsyncConnection, *, server_id: uuid.UUID, n: int) -> None:
-    """The server's ``active_tasks`` raised by ``n``."""
-    await conn.execute(_ADD_TASKS, {"sid": server_id, "n": n})
-
-
 # --- results ---------------------------------------------------------------------------------
 
 #: what a result needs to know of its link before it is applied
@@ -165,7 +148,7 @@ _LOCK_SQLITE = sa.select(*_RESULT_COLUMNS, links.c.details).where(
 async def lock_for_results(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> dict[Any, AnyRow]:
     """The links among ``ids`` (locked in id order), by id: what a result needs of each (on
     SQLite also ``details``, merged there in Python)."""
-    statement = _LOCK_PG if _pg(conn) else _LOCK_SQLITE
+    statement = _LOCK_PG if dialect.bulk_arrays(conn) else _LOCK_SQLITE
     rows = (await conn.execute(statement, {"ids": list(ids)})).all()
     return {r.id: r for r in rows}
 
@@ -185,8 +168,8 @@ class Outcome:
 
 _FINISH_PG = sa.text(
     "UPDATE links SET status = v.status, updated_at = :now, error = v.error, "
-    "completed_at = CASE WHEN v.status = 'completed' THEN :now ELSE links.completed_at END, "
-    "retry_at = CASE WHEN v.status = 'failed' THEN v.retry_at ELSE links.retry_at END, "
+    "completed_at = CASE WHEN v.status = :completed THEN :now ELSE links.completed_at END, "
+    "retry_at = CASE WHEN v.status = :failed THEN v.retry_at ELSE links.retry_at END, "
     "profile_url = COALESCE(v.profile_url, links.profile_url), "
     "post_url = COALESCE(v.post_url, links.post_url), "
     "details = CASE WHEN v.details IS NULL THEN links.details "
@@ -245,6 +228,8 @@ def _finish_values(outcomes: Sequence[Outcome], now: datetime) -> dict[str, Any]
     dumps = orjson.dumps
     return {
         "now": now,
+        "completed": LinkStatus.COMPLETED.value,
+        "failed": LinkStatus.FAILED.value,
         "ids": [o.id for o in outcomes],
         "statuses": [o.status for o in outcomes],
         "errors": [o.error for o in outcomes],
@@ -268,7 +253,7 @@ async def apply_outcomes(
     their requests. The updated links on PostgreSQL (on SQLite read them with ``links.get``)."""
     if not outcomes:
         return []
-    if _pg(conn) and len(created) <= 1:
+    if dialect.bulk_arrays(conn) and len(created) <= 1:
         ((request_id, n_created),) = created.items() if created else ((None, 0),)
         values = {
             **_finish_values(outcomes, now),
@@ -279,7 +264,7 @@ async def apply_outcomes(
         }
         return list((await conn.execute(_APPLY_PG, values)).all())
     rows: list[AnyRow] = []
-    if _pg(conn):
+    if dialect.bulk_arrays(conn):
         rows = list((await conn.execute(_FINISH_PG_RETURNING, _finish_values(outcomes, now))).all())
     else:
         await conn.execute(
@@ -299,24 +284,9 @@ async def apply_outcomes(
                 for o in outcomes
             ],
         )
-    await end_tasks(conn, server_id=server_id, n=len(outcomes), now=now)
+    await servers_repo.add_tasks(conn, [(server_id, -len(outcomes))], active_at=now)
     await count_created(conn, created, now)
     return rows
-
-
-_END_TASKS = (
-    servers.update()
-    .where(servers.c.id == sa.bindparam("sid"))
-    .values(
-        active_tasks=servers.c.active_tasks - sa.bindparam("n", type_=sa.Integer),
-        last_active=sa.bindparam("now"),
-    )
-)
-
-
-async def end_tasks(conn: AsyncConnection, *, server_id: uuid.UUID, n: int, now: datetime) -> None:
-    """``n`` of the server's links finished: its slots freed, the server seen active."""
-    await conn.execute(_END_TASKS, {"sid": server_id, "n": n, "now": now})
 
 
 _LOCK_REQUESTS = sa.text(
@@ -342,7 +312,7 @@ async def count_created(conn: AsyncConnection, counts: dict[Any, int], now: date
     if not counts:
         return
     ids = sorted(counts)
-    if _pg(conn):
+    if dialect.bulk_arrays(conn):
         if len(ids) > 1:
             await conn.execute(_LOCK_REQUESTS, {"ids": ids})
         await conn.execute(_COUNT_PG, {"now": now, "ids": ids, "ns": [counts[i] for i in ids]})
