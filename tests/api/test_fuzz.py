@@ -226,9 +226,21 @@ def fuzz_schema(fuzz_target: Target) -> Any:
 lazy_schema = schemathesis.pytest.from_fixture("fuzz_schema")
 
 
+def _short_wait(case: Any) -> None:
+    """A claim's ``wait_seconds`` within 0..30 waits that long when nothing is ready: the
+    waiting itself is tested in test_tool_wait.py, here half a second will do (a value outside
+    the range is left as drawn, to be refused)."""
+    body = case.body
+    if isinstance(body, dict):
+        wait = body.get("wait_seconds")
+        if isinstance(wait, int | float) and not isinstance(wait, bool) and 0.5 < wait <= 30:
+            case.body = {**body, "wait_seconds": 0.5}
+
+
 @pytest.mark.slow
 @lazy_schema.parametrize()
 def test_fuzz_operations(case: Any) -> None:
+    _short_wait(case)
     case.call_and_validate()
 
 
@@ -241,6 +253,9 @@ def test_fuzz_stateful(fuzz_target: Target) -> None:
     base = fuzz_target.schema.as_state_machine()
 
     class Workflow(base):  # type: ignore[misc, valid-type]
+        def before_call(self, case: Any) -> None:
+            _short_wait(case)
+
         def setup(self) -> None:
             # the same starting point for every scenario, so that replaying one replays it exactly
             fuzz_target.restore()

@@ -61,7 +61,18 @@ async def run_with_metrics(
 ) -> Any:
     """Run ``main(ctx)`` (the dispatcher) with ``/metrics`` served beside it (not when
     ``port`` is None)."""
-    server = await start(ctx, host=host, port=port) if port is not None else None
+    server = None
+    if port is not None:
+        try:
+            server = await start(ctx, host=host, port=port)
+        except OSError as exc:
+            # a second dispatcher on one host (a stand-by) finds the port taken: it dispatches
+            # all the same, and says where its metrics are not
+            log.warning(
+                "dispatcher metrics not served: port %s unavailable (set ASSIGN_METRICS_PORT)",
+                port,
+                extra={"port": port, "error": exc.strerror or type(exc).__name__},
+            )
     try:
         return await main(ctx)
     finally:
