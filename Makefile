@@ -26,9 +26,6 @@ test-deep: ## the test suite with its long cases at full size (ASSIGN_TEST_DEEP=
 cluster: ## PgBouncer, a migration, two API processes and a dispatcher on local PostgreSQL
 	$(INSTALL) . && $(PY) deploy/cluster.py $(CLUSTER_ARGS)
 
-test-deep: ## the test suite with many more hypothesis examples and longer stateful runs
-	ASSIGN_TEST_DEEP=1 $(MAKE) test
-
 lint: ## ruff, formatting, mypy, and migrations in step with the tables
 	ruff check src tests bench scripts && ruff format --check src tests bench scripts && mypy \
 		&& $(PY) scripts/check_migrations.py
