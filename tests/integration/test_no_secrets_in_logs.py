@@ -44,7 +44,9 @@ def _run_a_link(http: httpx.Client, admin: dict[str, str], worker: dict[str, str
         "password": PASSWORD,
     }
     assert http.post("/api/v1/admin/accounts", json=account, headers=admin).status_code == 201
-    accounts = http.get("/api/v1/worker/accounts", headers=worker).json()["data"]
+    accounts = http.get(
+        "/api/v1/worker/accounts", params={"group_id": account["group_id"]}, headers=worker
+    ).json()["data"]
     assert accounts[0]["password"] == PASSWORD
     link = {"request_id": request_id, "service_type": "entity", "email": "a@x",
             "password": PASSWORD}  # fmt: skip
