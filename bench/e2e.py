@@ -158,6 +158,8 @@ class Fleet:
     request_id: uuid.UUID
     worker_key: str
     server_keys: list[str]
+    #: one request a "bulk create -> first claim" probe (a request that finished takes no links)
+    probe_ids: list[uuid.UUID] = field(default_factory=lambda: [uuid.uuid4() for _ in range(7)])
 
 
 def _fleet_rows(n_servers: int, slots: int) -> tuple[list[tuple[Any, ...]], Fleet]:
@@ -173,6 +175,10 @@ def _fleet_rows(n_servers: int, slots: int) -> tuple[list[tuple[Any, ...]], Flee
     return rows, Fleet(request_id, worker_key, server_keys)
 
 
+def _requests(fleet: Fleet) -> list[tuple[uuid.UUID, str]]:
+    return [(fleet.request_id, "running")] + [(p, "pending") for p in fleet.probe_ids]
+
+
 async def seed_postgres(url: str, n_servers: int, slots: int) -> Fleet:
     rows, fleet = _fleet_rows(n_servers, slots)
     conn = await asyncpg.connect(url)
@@ -185,12 +191,13 @@ async def seed_postgres(url: str, n_servers: int, slots: int) -> Fleet:
                 "VALUES ($1, $2, $3, $4, $5, '[]', $6, 0, 0, 0, $7, $7)",
                 sid, name, service, status, threads, key_hash, now,
             )  # fmt: skip
-        await conn.execute(
-            "INSERT INTO requests (id, service_type, name, status, type_request, priority, "
-            "created_links, created_at, updated_at) VALUES ($1, 'entity', 'bench', 'running', "
-            "'normal', 0, 0, $2, $2)",
-            fleet.request_id, now,
-        )  # fmt: skip
+        for request_id, status in _requests(fleet):
+            await conn.execute(
+                "INSERT INTO requests (id, service_type, name, status, type_request, priority, "
+                "created_links, created_at, updated_at) VALUES ($1, 'entity', 'bench', $2, "
+                "'normal', 0, 0, $3, $3)",
+                request_id, status, now,
+            )  # fmt: skip
     finally:
         await conn.close()
     return fleet
@@ -208,21 +215,24 @@ def seed_sqlite(path: str, n_servers: int, slots: int) -> Fleet:
                 "VALUES (?, ?, ?, ?, ?, '[]', ?, 0, 0, 0, ?, ?)",
                 (sid.hex, name, service, status, threads, key_hash, now, now),
             )
-        db.execute(
-            "INSERT INTO requests (id, service_type, name, status, type_request, priority, "
-            "created_links, created_at, updated_at) VALUES (?, 'entity', 'bench', 'running', "
-            "'normal', 0, 0, ?, ?)",
-            (fleet.request_id.hex, now, now),
-        )
+        for request_id, status in _requests(fleet):
+            db.execute(
+                "INSERT INTO requests (id, service_type, name, status, type_request, priority, "
+                "created_links, created_at, updated_at) VALUES (?, 'entity', 'bench', ?, "
+                "'normal', 0, 0, ?, ?)",
+                (request_id.hex, status, now, now),
+            )
     db.close()
     return fleet
 
 
-async def bulk_create(http: httpx.AsyncClient, base: str, fleet: Fleet, n: int) -> None:
+async def bulk_create(
+    http: httpx.AsyncClient, base: str, fleet: Fleet, n: int, request_id: uuid.UUID | None = None
+) -> None:
     for start in range(0, n, 5000):
         items = [
             {
-                "request_id": str(fleet.request_id),
+                "request_id": str(request_id or fleet.request_id),
                 "service_type": "entity",
                 "site_name": f"s{i % 50}",
             }
@@ -370,12 +380,12 @@ async def drive(
         run.db_cpu = common.cpu_seconds(await db_pids()) - db0
         await asyncio.sleep(0.5)
         # bulk create -> first claim, while every claim waits
-        for _ in range(7):
+        for probe in fleet.probe_ids:
             load.got_links.clear()
             load.target = load.completed + 5
             load.done.clear()
             started = time.perf_counter()
-            await bulk_create(http, base, fleet, 5)
+            await bulk_create(http, base, fleet, 5, probe)
             # the bulk create does not answer the new ids: the next claim with links counts
             await load.got_links.wait()
             run.first_claim.append(time.perf_counter() - started)
@@ -399,9 +409,7 @@ async def check_postgres(url: str, fleet: Fleet, total: int) -> str:
             await conn.fetchval("SELECT count(*) FROM links WHERE status = 'completed'"),
             await conn.fetchval("SELECT count(*) FROM links"),
             await conn.fetchval("SELECT coalesce(sum(active_tasks), 0) FROM servers"),
-            await conn.fetchval(
-                "SELECT created_links FROM requests WHERE id = $1", fleet.request_id
-            ),
+            await conn.fetchval("SELECT sum(created_links) FROM requests"),
             total,
         )
     finally:
@@ -416,7 +424,7 @@ def check_sqlite(path: str, fleet: Fleet, total: int) -> str:
             one("SELECT count(*) FROM links WHERE status = 'completed'"),
             one("SELECT count(*) FROM links"),
             one("SELECT coalesce(sum(active_tasks), 0) FROM servers"),
-            one("SELECT created_links FROM requests WHERE id = ?", fleet.request_id.hex),
+            one("SELECT sum(created_links) FROM requests"),
             total,
         )
     finally:
