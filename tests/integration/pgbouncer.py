@@ -21,6 +21,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from assign.testing import procs
+
 BINARY = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 AVAILABLE = os.access(BINARY, os.X_OK)
 #: the ports these tests may give PgBouncer
@@ -60,14 +62,7 @@ class PgBouncer:
 
 
 def _free_port() -> int:
-    for port in PORTS:
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port for PgBouncer")
+    return procs.free_port(PORTS)
 
 
 @contextlib.contextmanager

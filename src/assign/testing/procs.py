@@ -37,9 +37,23 @@ def child_environment(assign_env: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def _shared_out(candidates: Iterable[int]) -> list[int]:
+    """This test process's share of ``candidates``: all of them, or under pytest-xdist the
+    ports equal to the worker's number modulo the number of workers, so that two workers
+    probing at the same moment never settle on the same port, whatever ranges they probe."""
+    ports = list(candidates)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count < 2:
+        return ports
+    mine = [port for port in ports if port % count == int(worker[2:]) % count]
+    return mine or ports
+
+
 def free_port(candidates: Iterable[int] | None = None, host: str = "127.0.0.1") -> int:
-    """A port nobody listens on: the first free one of ``candidates``, else one the OS picks."""
-    for port in candidates if candidates is not None else [0]:
+    """A port nobody listens on: the first free one of ``candidates`` (this test worker's share
+    of them under pytest-xdist), else one the OS picks."""
+    for port in _shared_out(candidates) if candidates is not None else [0]:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind((host, port))
