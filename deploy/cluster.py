@@ -130,6 +130,11 @@ class Cluster:
         self.processes.append((name, process))
 
     def start_pgbouncer(self) -> None:
+        if not os.access(self.args.pgbouncer, os.X_OK):
+            raise SystemExit(
+                f"error: PgBouncer is not installed at {self.args.pgbouncer} "
+                "(apt-get install pgbouncer, or --pgbouncer PATH)"
+            )
         if os.geteuid() == 0:
             # PgBouncer refuses to run as root: it runs as postgres, in a directory of its own
             directory = Path(tempfile.mkdtemp(prefix="assign-cluster-pgbouncer-"))
