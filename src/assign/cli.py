@@ -227,10 +227,11 @@ def migrate(revision: Annotated[str, typer.Argument(help="target revision")] = "
 
     settings = load_settings()
     try:
-        upgrade(settings.migration_url, revision)
+        before, after = upgrade(settings.migration_url, revision)
     except Exception as exc:
         fail(describe_failure(exc, settings))
-    console.print(f"schema at [bold]{revision}[/bold]")
+    change = "up to date" if before == after else f"was {before or 'empty'}"
+    console.print(f"schema at [bold]{after}[/bold] ({change})")
 
 
 @admin_key_app.command("create")

@@ -225,3 +225,16 @@ async def test_a_schema_newer_than_this_release_is_refused(
     line = done.stderr
     assert "schema is at revision 9999_from_the_future, newer than this Assign" in line
     assert "upgrade Assign" in line
+
+
+def test_migrate_says_which_revision_it_found_and_left(tmp_path: Any) -> None:
+    from assign.db.migrate import head_revision
+
+    env = {
+        "ASSIGN_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'fresh.db'}",
+        "ASSIGN_SECRET_KEY": TEST_SECRET,
+    }
+    head = head_revision()
+    assert run(env, "migrate", "0004").stdout.split() == ["schema", "at", "0004", "(was", "empty)"]
+    assert run(env, "migrate").stdout.split() == ["schema", "at", head, "(was", "0004)"]
+    assert run(env, "migrate").stdout.split() == ["schema", "at", head, "(up", "to", "date)"]

@@ -33,12 +33,15 @@ def engine_options(url: str) -> dict[str, Any]:
     return {"poolclass": NullPool, "connect_args": dict(POOLER_SAFE_ARGS)}
 
 
-def upgrade(url: str, revision: str = "head") -> None:
-    """Bring the schema at ``url`` up to ``revision`` (blocking; runs its own event loop).
+def upgrade(url: str, revision: str = "head") -> tuple[str | None, str | None]:
+    """Bring the schema at ``url`` up to ``revision`` (blocking; runs its own event loop); the
+    revisions before and after (``None``: never migrated).
 
     Refuses (:class:`SchemaTooNew`) a database that a newer release has migrated."""
-    check_not_newer(asyncio.run(current_revision(url)))
+    before = asyncio.run(current_revision(url))
+    check_not_newer(before)
     command.upgrade(alembic_config(url), revision)
+    return before, asyncio.run(current_revision(url))
 
 
 async def upgrade_async(url: str, revision: str = "head") -> None:
