@@ -254,3 +254,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     elif REQUIRE_BROWSER and report.skipped and item.get_closest_marker("browser") is not None:
         report.outcome = "failed"
         report.longrepr = f"Browser test skipped although a browser is required: {report.longrepr}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked ``slow`` first (in their order), so that with several test processes
+    the long ones start at once and the short ones fill in around them."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+

@@ -23,6 +23,7 @@ from tests.integration import pgbouncer, small_fleet
 from tests.integration.procs import free_port, lock_holder_ports, plain_url
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.postgres,
     pytest.mark.skipif(PG_ADMIN_URL is None, reason=PG_SKIP),
     pytest.mark.skipif(not pgbouncer.AVAILABLE, reason="pgbouncer is not installed"),

@@ -38,6 +38,7 @@ from tests.integration.procs import (
 )
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.postgres,
     pytest.mark.skipif(PG_ADMIN_URL is None, reason=PG_SKIP),
     pytest.mark.timeout(420),

@@ -13,6 +13,7 @@ from tests.conftest import PG_ADMIN_URL, PG_SKIP
 from tests.integration.procs import Processes, assign_env, run_cli
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.postgres,
     pytest.mark.skipif(PG_ADMIN_URL is None, reason=PG_SKIP),
     pytest.mark.timeout(120),

@@ -17,6 +17,7 @@ from tests.factories import TOOL, Factory
 from tests.integration.procs import Processes, assign_env
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.postgres,
     pytest.mark.skipif(PG_ADMIN_URL is None, reason=PG_SKIP),
     pytest.mark.timeout(120),

@@ -95,6 +95,7 @@ async def test_a_deleted_server_leaves_no_link_nobody_can_claim(factory: Factory
     assert {r["id"] for r in response.json()["data"]} == {first["id"], second["id"]}
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(1200)  # a failure is shrunk, which takes a while
 def test_links_model_sqlite(
     sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -111,6 +112,7 @@ def test_links_model_sqlite(
     run_state_machine_as_test(machine, settings=machine_settings())
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.timeout(1200)
 def test_links_model_postgres(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
