@@ -11,10 +11,10 @@ from collections import Counter
 from pathlib import Path
 
 import asyncpg
+import common
 
 from assign.testing import procs
 
-SECRET = "assign-load-test-secret-" + "s" * 32
 PORTS = range(8400, 8450)
 
 
@@ -45,7 +45,7 @@ class Cluster:
         self.env = procs.child_environment(
             {
                 "ASSIGN_DATABASE_URL": db_url,
-                "ASSIGN_SECRET_KEY": SECRET,
+                "ASSIGN_SECRET_KEY": common.SECRET,
                 "ASSIGN_LOG_LEVEL": "WARNING",
                 "ASSIGN_DB_POOL_SIZE": str(pool_size),
                 "ASSIGN_DISPATCH_INTERVAL": "0.5",
