@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import PG_ADMIN_URL, PG_SKIP
-from tests.integration import fleet
+from tests.integration import fleet, light_client
 from tests.integration.procs import (
     STARTUP,
     Proc,
@@ -157,7 +157,7 @@ async def run_fleet(
     stop = asyncio.Event()
     extra: list[asyncpg.Connection] = []
     tasks: list[asyncio.Task[None]] = []
-    fleet_http = fleet.LightClient("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    fleet_http = light_client.LightClient("127.0.0.1", int(base.rsplit(":", 1)[1]))
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         try:
             sampler_conn = await asyncpg.connect(url)
