@@ -27,12 +27,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import time
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import asyncpg
 import common
@@ -41,22 +38,6 @@ from history_workloads import RESULTS, WORKLOADS, Fixture
 from assign.app import build_context
 from assign.services.context import Context
 from assign.settings import Settings
-
-MIGRATION = (
-    Path(__file__).resolve().parents[1] / "src/assign/db/migrations/versions/0005_history.py"
-)
-
-
-def _migration() -> Any:
-    spec = importlib.util.spec_from_file_location("history_migration", MIGRATION)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-HISTORY = _migration()
-
 
 TRIGGERS = ("links_history_update", "links_history_insert", "links_history_delete")
 

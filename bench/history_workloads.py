@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from assign.db.repositories import links as links_repo
+from assign.db.repositories import tool as tool_repo
 from assign.dispatcher import steps
 from assign.services.context import Context
 
@@ -67,7 +68,9 @@ async def bulk_insert(ctx: Context, fx: Fixture) -> float:
 async def claim(ctx: Context, fx: Fixture) -> float:
     async def work(conn: Any) -> None:
         now = datetime.now(UTC)
-        rows = await links_repo.claim_queued(conn, server_id=fx.claimer, limit=1000, now=now)
+        rows = await tool_repo.claim_links(
+            conn, server_id=fx.claimer, source="queued", limit=1000, now=now
+        )
         assert rows
 
     return await in_rollback(ctx, work)
