@@ -218,7 +218,7 @@ async def _kill_leaders(
         successor, seconds = await wait_leader(conn, survivors, port, within=TAKEOVER_BOUND + 5)
         assert successor is not None, f"no dispatcher took over within {TAKEOVER_BOUND + 5:g} s"
         assert await victim.wait_exit(5) == -signal.SIGKILL
-        logged = successor.logged("dispatcher became leader")
+        logged = await successor.wait_logged("dispatcher became leader")
         assert logged, f"{successor} holds the lock but did not log it"
         run.takeovers.append(Takeover(victim, successor, seconds, log_time(logged[-1]) - killed_at))
 
