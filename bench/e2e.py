@@ -20,15 +20,11 @@ import argparse
 import asyncio
 import contextlib
 import os
-import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,49 +34,18 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
+from e2e_data import Fleet, Run, check_postgres, check_sqlite, seed_postgres, seed_sqlite
+from e2e_procrastinate import procrastinate_run
+from e2e_raw import raw_pg, raw_sqlite
+from e2e_service import Service
 
-from assign.security import keys
 from assign.worker import Result, Worker
 
 TOOL = "/api/v1/tool"
 WORKER = "/api/v1/worker"
 
 
-@dataclass
-class Run:
-    name: str
-    links: int
-    seconds: float = float("nan")
-    requests: int = 0
-    api_cpu: float = float("nan")
-    db_cpu: float = float("nan")
-    claims: list[float] = field(default_factory=list)
-    results: list[float] = field(default_factory=list)
-    first_claim: list[float] = field(default_factory=list)
-    rss_mb: float = float("nan")
-    checks: str = ""
-
-    @property
-    def rate(self) -> float:
-        return self.links / self.seconds
-
-
 # --- processes -------------------------------------------------------------------------------
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat", "rb") as f:
-                parent = int(f.read().rsplit(b")", 1)[1].split()[1])
-                children.setdefault(parent, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        out.append(current)
-        todo.extend(children.get(current, []))
-    return out
 
 
 def _peak_rss_mb(pids: list[int]) -> float:
@@ -93,137 +58,7 @@ def _peak_rss_mb(pids: list[int]) -> float:
     return peak
 
 
-class Service:
-    """The Assign processes of one configuration."""
-
-    def __init__(
-        self, url: str, port: int, *, api_processes: int = 1, separate_dispatcher: bool = False
-    ) -> None:
-        self.url, self.port = url, port
-        self.base = f"http://127.0.0.1:{port}"
-        self.api_processes = api_processes
-        self.separate = separate_dispatcher
-        self.procs: list[subprocess.Popen[bytes]] = []
-        self.log = tempfile.NamedTemporaryFile(prefix="assign-e2e-", suffix=".log", delete=False)  # noqa: SIM115
-
-    def start(self) -> Service:
-        env = {
-            **common.assign_env(self.url),
-            "ASSIGN_LOG_LEVEL": "WARNING",
-            "ASSIGN_DISPATCH_INTERVAL": "1",
-        }
-        serve = [sys.executable, "-m", "assign", "serve", "--port", str(self.port)]
-        if self.api_processes > 1:
-            serve += ["--workers", str(self.api_processes)]
-        if self.separate:
-            serve.append("--no-dispatcher")
-        self.procs.append(
-            subprocess.Popen(serve, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        )
-        if self.separate:
-            dispatch = [sys.executable, "-m", "assign", "dispatch"]
-            self.procs.append(
-                subprocess.Popen(dispatch, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    time.sleep(0.5 * self.api_processes)
-                    return self
-            time.sleep(0.1)
-        raise RuntimeError(f"assign serve did not answer; see {self.log.name}")
-
-    def pids(self) -> list[int]:
-        return [p for proc in self.procs for p in _descendants(proc.pid)]
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        self.log.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log.name)
-
-
 # --- data ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Fleet:
-    request_id: uuid.UUID
-    worker_key: str
-    server_keys: list[str]
-    #: one request a "bulk create -> first claim" probe (a request that finished takes no links)
-    probe_ids: list[uuid.UUID] = field(default_factory=lambda: [uuid.uuid4() for _ in range(7)])
-
-
-def _fleet_rows(n_servers: int, slots: int) -> tuple[list[tuple[Any, ...]], Fleet]:
-    now = datetime.now(UTC)
-    request_id = uuid.uuid4()
-    worker_key = "wk_" + uuid.uuid4().hex
-    server_keys = ["tk_" + uuid.uuid4().hex for _ in range(n_servers)]
-    rows = [(uuid.uuid4(), "assign-1", "assign", "online", 10, keys.hash_key(worker_key), now)]
-    rows += [
-        (uuid.uuid4(), f"tool-{i}", "tool", "online", slots, keys.hash_key(k), now)
-        for i, k in enumerate(server_keys)
-    ]
-    return rows, Fleet(request_id, worker_key, server_keys)
-
-
-def _requests(fleet: Fleet) -> list[tuple[uuid.UUID, str]]:
-    return [(fleet.request_id, "running")] + [(p, "pending") for p in fleet.probe_ids]
-
-
-async def seed_postgres(url: str, n_servers: int, slots: int) -> Fleet:
-    rows, fleet = _fleet_rows(n_servers, slots)
-    conn = await asyncpg.connect(url)
-    try:
-        now = datetime.now(UTC)
-        for sid, name, service, status, threads, key_hash, _ in rows:
-            await conn.execute(
-                "INSERT INTO servers (id, name, service, status, max_threads, service_types, "
-                "api_key_hash, active_tasks, active_threads, priority, created_at, updated_at) "
-                "VALUES ($1, $2, $3, $4, $5, '[]', $6, 0, 0, 0, $7, $7)",
-                sid, name, service, status, threads, key_hash, now,
-            )  # fmt: skip
-        for request_id, status in _requests(fleet):
-            await conn.execute(
-                "INSERT INTO requests (id, service_type, name, status, type_request, priority, "
-                "created_links, created_at, updated_at) VALUES ($1, 'entity', 'bench', $2, "
-                "'normal', 0, 0, $3, $3)",
-                request_id, status, now,
-            )  # fmt: skip
-    finally:
-        await conn.close()
-    return fleet
-
-
-def seed_sqlite(path: str, n_servers: int, slots: int) -> Fleet:
-    rows, fleet = _fleet_rows(n_servers, slots)
-    now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
-    db = sqlite3.connect(path)
-    with db:
-        for sid, name, service, status, threads, key_hash, _ in rows:
-            db.execute(
-                "INSERT INTO servers (id, name, service, status, max_threads, service_types, "
-                "api_key_hash, active_tasks, active_threads, priority, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, '[]', ?, 0, 0, 0, ?, ?)",
-                (sid.hex, name, service, status, threads, key_hash, now, now),
-            )
-        for request_id, status in _requests(fleet):
-            db.execute(
-                "INSERT INTO requests (id, service_type, name, status, type_request, priority, "
-                "created_links, created_at, updated_at) VALUES (?, 'entity', 'bench', ?, "
-                "'normal', 0, 0, ?, ?)",
-                (request_id.hex, status, now, now),
-            )
-    db.close()
-    return fleet
 
 
 async def bulk_create(
@@ -402,42 +237,6 @@ def _duplicates(load: Load) -> str:
     return "none claimed twice" if not twice else f"{twice} CLAIMED TWICE"
 
 
-async def check_postgres(url: str, fleet: Fleet, total: int) -> str:
-    conn = await asyncpg.connect(url)
-    try:
-        return _verdict(
-            await conn.fetchval("SELECT count(*) FROM links WHERE status = 'completed'"),
-            await conn.fetchval("SELECT count(*) FROM links"),
-            await conn.fetchval("SELECT coalesce(sum(active_tasks), 0) FROM servers"),
-            await conn.fetchval("SELECT sum(created_links) FROM requests"),
-            total,
-        )
-    finally:
-        await conn.close()
-
-
-def check_sqlite(path: str, fleet: Fleet, total: int) -> str:
-    db = sqlite3.connect(path)
-    try:
-        one = lambda q, *a: db.execute(q, a).fetchone()[0]  # noqa: E731
-        return _verdict(
-            one("SELECT count(*) FROM links WHERE status = 'completed'"),
-            one("SELECT count(*) FROM links"),
-            one("SELECT coalesce(sum(active_tasks), 0) FROM servers"),
-            one("SELECT sum(created_links) FROM requests"),
-            total,
-        )
-    finally:
-        db.close()
-
-
-def _verdict(completed: int, links: int, active: int, created: int, total: int) -> str:
-    ok = completed == links == total and active == 0 and created == total
-    return (
-        "ok" if ok else "FAILED"
-    ) + f" ({completed}/{links} completed, active_tasks {active}, created_links {created})"
-
-
 # --- Assign runs -----------------------------------------------------------------------------
 
 
@@ -486,142 +285,6 @@ async def assign_run(
 
 async def _no_pids() -> list[int]:
     return []
-
-
-# --- raw SQL ceilings ------------------------------------------------------------------------
-
-RAW_CLAIM = (
-    "UPDATE links SET status = 'running', started_at = now() WHERE id IN (SELECT id FROM links "
-    "WHERE status = 'queued' ORDER BY priority DESC, created_at LIMIT {n} FOR UPDATE SKIP LOCKED) "
-    "RETURNING id"
-)
-
-
-async def raw_pg(name: str, batched: bool, args: argparse.Namespace) -> Run:
-    run = Run(name, args.links)
-    async with common.scratch_database(f"assign_bench_raw_{os.getpid()}") as url:
-        fleet = await seed_postgres(url, 1, args.slots)
-        pool = await asyncpg.create_pool(url, min_size=args.servers * 2, max_size=args.servers * 2)
-        async with pool.acquire() as conn:
-            await conn.execute(
-                "INSERT INTO links (id, request_id, service_type, status, phase, priority, retry_count, "
-                "max_retries, created_at, updated_at) SELECT gen_random_uuid(), $1, 'entity', 'queued', "
-                "'create', 0, 0, 3, now(), now() FROM generate_series(1, $2)",
-                fleet.request_id, args.links,
-            )  # fmt: skip
-        done = 0
-        first: float | None = None
-
-        async def server() -> None:
-            nonlocal done, first
-            while done < args.links:
-                async with pool.acquire() as conn:
-                    ids = [r[0] for r in await conn.fetch(RAW_CLAIM.format(n=args.slots))]
-                    if first is None and ids:
-                        first = time.perf_counter()
-                    if not ids:
-                        return
-                    if batched:
-                        await conn.execute(
-                            "UPDATE links SET status = 'completed', completed_at = now() WHERE id = ANY($1)",
-                            ids,
-                        )
-                    else:
-                        for link_id in ids:
-                            await conn.execute(
-                                "UPDATE links SET status = 'completed', completed_at = now() WHERE id = $1",
-                                link_id,
-                            )
-                done += len(ids)
-
-        async with pool.acquire() as conn:
-            pids = [
-                r[0]
-                for r in await conn.fetch(
-                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                )
-            ]
-        cpu0 = common.cpu_seconds(pids)
-        await asyncio.gather(*(server() for _ in range(args.servers)))
-        assert first is not None
-        run.seconds = time.perf_counter() - first
-        run.db_cpu = common.cpu_seconds(pids) - cpu0
-        await pool.close()
-    return run
-
-
-def raw_sqlite(name: str, batched: bool, args: argparse.Namespace) -> Run:
-    run = Run(name, args.links)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = f"{tmp}/assign.db"
-        common.cli("migrate", url=f"sqlite+aiosqlite:///{path}")
-        fleet = seed_sqlite(path, 1, args.slots)
-        db = sqlite3.connect(path, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.execute("BEGIN")
-        db.executemany(
-            "INSERT INTO links (id, request_id, service_type, status, phase, priority, retry_count, "
-            "max_retries, created_at, updated_at) VALUES (?, ?, 'entity', 'queued', 'create', 0, 0, 3, "
-            "datetime('now'), datetime('now'))",
-            [(uuid.uuid4().hex, fleet.request_id.hex) for _ in range(args.links)],
-        )
-        db.execute("COMMIT")
-        started = time.perf_counter()
-        done = 0
-        claim = RAW_CLAIM.replace(" FOR UPDATE SKIP LOCKED", "").replace("now()", "datetime('now')")
-        while done < args.links:
-            db.execute("BEGIN IMMEDIATE")
-            ids = [r[0] for r in db.execute(claim.format(n=args.slots)).fetchall()]
-            db.execute("COMMIT")
-            if batched:
-                db.execute("BEGIN IMMEDIATE")
-                db.executemany(
-                    "UPDATE links SET status = 'completed', completed_at = datetime('now') WHERE id = ?",
-                    [(i,) for i in ids],
-                )
-                db.execute("COMMIT")
-            else:
-                for link_id in ids:
-                    db.execute("BEGIN IMMEDIATE")
-                    db.execute(
-                        "UPDATE links SET status = 'completed', completed_at = datetime('now') WHERE id = ?",
-                        (link_id,),
-                    )
-                    db.execute("COMMIT")
-            done += len(ids)
-        run.seconds = time.perf_counter() - started
-        db.close()
-    return run
-
-
-# --- procrastinate ---------------------------------------------------------------------------
-
-
-async def procrastinate_run(name: str, concurrency: int, args: argparse.Namespace) -> Run:
-    import procrastinate
-
-    run = Run(name, args.links)
-    async with common.scratch_database(f"assign_bench_pq_{os.getpid()}") as url:
-        app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=url))
-
-        @app.task(name="noop")
-        async def noop() -> None:
-            return None
-
-        async with app.open_async():
-            await app.schema_manager.apply_schema_async()
-            for start in range(0, args.links, 5000):
-                await noop.batch_defer_async(*({} for _ in range(min(5000, args.links - start))))
-            started = time.perf_counter()
-            await app.run_worker_async(
-                concurrency=concurrency,
-                wait=False,
-                install_signal_handlers=False,
-                delete_jobs="never",
-            )
-            run.seconds = time.perf_counter() - started
-    return run
 
 
 # --- output ----------------------------------------------------------------------------------

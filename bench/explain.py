@@ -27,6 +27,7 @@ import httpx
 
 from assign.app import build_context
 from assign.services import explain
+from assign.services.context import Context
 from assign.settings import Settings
 
 
@@ -46,6 +47,54 @@ async def prepare(url: str, links: int) -> list[str]:
         return [str(r["id"]) for r in ids]
     finally:
         await conn.close()
+
+
+async def time_service(ctx: Context, picked: list[str]) -> tuple[list[float], Counter[str]]:
+    """Milliseconds of ``explain.explain_link`` for each of ``picked`` (after a warm-up), and
+    the reasons answered."""
+    for id_ in picked[:20]:  # warm-up
+        await explain.explain_link(ctx, link_id=uuid.UUID(id_))
+    service_ms, reasons = [], Counter()
+    for id_ in picked:
+        t0 = time.perf_counter()
+        answer = await explain.explain_link(ctx, link_id=uuid.UUID(id_))
+        service_ms.append((time.perf_counter() - t0) * 1000)
+        reasons[answer["reason"]] += 1
+    return service_ms, reasons
+
+
+async def time_http(url: str, port: int, picked: list[str]) -> list[float]:
+    """Milliseconds of ``GET /admin/links/:id/explain`` on a real ``assign serve`` for each of
+    ``picked`` (after a warm-up)."""
+    key = common.cli("admin-key", "create", "--name", "bench", url=url).strip().split()[-1]
+    with common.ApiServer(url, port) as api:
+        async with httpx.AsyncClient(base_url=api.base, headers={"X-API-Key": key}) as http:
+            for id_ in picked[:20]:
+                await http.get(f"/api/v1/admin/links/{id_}/explain")
+            http_ms = []
+            for id_ in picked:
+                t0 = time.perf_counter()
+                response = await http.get(f"/api/v1/admin/links/{id_}/explain")
+                http_ms.append((time.perf_counter() - t0) * 1000)
+                assert response.status_code == 200, response.text
+    return http_ms
+
+
+async def print_plans(conn: asyncpg.Connection, link_id: str) -> None:
+    """The plans of the "ahead in line" ranges of ``link_id``."""
+    link = await conn.fetchrow(
+        "SELECT priority, created_at, id FROM links WHERE id = $1", uuid.UUID(link_id)
+    )
+    for sql, params in (
+        ("priority > $1", (link["priority"],)),
+        ("priority = $1 AND created_at < $2", (link["priority"], link["created_at"])),
+    ):
+        plan = await conn.fetch(
+            "EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM (SELECT 1 FROM links "
+            f"WHERE status = 'pending' AND {sql} LIMIT 10000) s",
+            *params,
+        )
+        print("\n".join(r[0] for r in plan) + "\n")
 
 
 async def main() -> None:
@@ -69,45 +118,15 @@ async def main() -> None:
         ctx = build_context(settings)
         rows = []
         try:
-            for id_ in picked[:20]:  # warm-up
-                await explain.explain_link(ctx, link_id=uuid.UUID(id_))
-            service_ms, reasons = [], Counter()
-            for id_ in picked:
-                t0 = time.perf_counter()
-                answer = await explain.explain_link(ctx, link_id=uuid.UUID(id_))
-                service_ms.append((time.perf_counter() - t0) * 1000)
-                reasons[answer["reason"]] += 1
+            service_ms, reasons = await time_service(ctx, picked)
             rows.append(["service (in process)", *_percentiles(service_ms)])
-            key = common.cli("admin-key", "create", "--name", "bench", url=url).strip().split()[-1]
-            with common.ApiServer(url, args.port) as api:
-                async with httpx.AsyncClient(base_url=api.base, headers={"X-API-Key": key}) as http:
-                    for id_ in picked[:20]:
-                        await http.get(f"/api/v1/admin/links/{id_}/explain")
-                    http_ms = []
-                    for id_ in picked:
-                        t0 = time.perf_counter()
-                        response = await http.get(f"/api/v1/admin/links/{id_}/explain")
-                        http_ms.append((time.perf_counter() - t0) * 1000)
-                        assert response.status_code == 200, response.text
+            http_ms = await time_http(url, args.port, picked)
             rows.append(["GET /admin/links/:id/explain over HTTP", *_percentiles(http_ms)])
             print(f"\n{len(picked)} pending links over the whole queue, sequential calls\n")
             print(common.table(["path", "p50 ms", "p90 ms", "p99 ms", "max ms"], rows))
             print(f"\nreasons: {dict(reasons)}")
-            deep = picked[len(picked) // 2]
-            link = await conn.fetchrow(
-                "SELECT priority, created_at, id FROM links WHERE id = $1", uuid.UUID(deep)
-            )
             print("\nplans of the 'ahead in line' ranges for a link in the middle of the queue:\n")
-            for sql, params in (
-                ("priority > $1", (link["priority"],)),
-                ("priority = $1 AND created_at < $2", (link["priority"], link["created_at"])),
-            ):
-                plan = await conn.fetch(
-                    "EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM (SELECT 1 FROM links "
-                    f"WHERE status = 'pending' AND {sql} LIMIT 10000) s",
-                    *params,
-                )
-                print("\n".join(r[0] for r in plan) + "\n")
+            await print_plans(conn, picked[len(picked) // 2])
         finally:
             await ctx.db.dispose()
             await conn.close()

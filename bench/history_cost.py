@@ -20,49 +20,24 @@ Then the plans of the trigger's statement on a claim and on a batch of results, 
 ``auto_explain.log_nested_statements``.
 
 Run: ``python bench/history_cost.py [--rounds N] [--links N] [--keep]``.
+The workloads and their rolled-back transactions are in ``history_workloads.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import time
-import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import asyncpg
 import common
+from history_workloads import RESULTS, WORKLOADS, Fixture
 
 from assign.app import build_context
-from assign.db.repositories import links as links_repo
-from assign.dispatcher import steps
 from assign.services.context import Context
 from assign.settings import Settings
-
-MIGRATION = (
-    Path(__file__).resolve().parents[1] / "src/assign/db/migrations/versions/0005_history.py"
-)
-
-
-def _migration() -> Any:
-    spec = importlib.util.spec_from_file_location("history_migration", MIGRATION)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-HISTORY = _migration()
-
-
-class Rollback(Exception):
-    """Raised at the end of a measured transaction so that nothing of it stays."""
-
 
 TRIGGERS = ("links_history_update", "links_history_insert", "links_history_delete")
 
@@ -98,144 +73,8 @@ async def backend_cpu(admin: asyncpg.Connection, database: str) -> float:
     return common.cpu_seconds(pids)
 
 
-async def begin(conn: Any) -> None:
-    """Make SQLAlchemy send its BEGIN now (it does so on its first statement): statements sent
-    on the driver's connection before it would run outside the transaction and stay."""
-    await conn.exec_driver_sql("SELECT 1")
-
-
-async def in_rollback(ctx: Context, work: Callable[[Any], Awaitable[None]]) -> float:
-    """Seconds ``work(conn)`` took inside a transaction that is then rolled back."""
-    elapsed = 0.0
-    try:
-        async with ctx.db.transaction() as conn:
-            await begin(conn)
-            started = time.perf_counter()
-            await work(conn)
-            elapsed = time.perf_counter() - started
-            raise Rollback
-    except Rollback:
-        pass
-    return elapsed
-
-
-# --- the workloads -----------------------------------------------------------------------------
-
-
-class Fixture:
-    def __init__(self, request_id: uuid.UUID, claimer: uuid.UUID, reporter: uuid.UUID) -> None:
-        self.request_id = request_id
-        self.claimer = claimer
-        self.reporter = reporter
-        self.running: list[uuid.UUID] = []
-        self.spread = reporter
-        self.running_spread: list[uuid.UUID] = []
-
-
-async def bulk_insert(ctx: Context, fx: Fixture) -> float:
-    now = datetime.now(UTC)
-    ids = links_repo.new_ids(5000)
-    rows = [
-        (i, fx.request_id, "entity", None, None, f"site{n % 200}", f"account{n % 5000}@example.com",
-         "user", b"\x01" * 60, None, "pending", "create", 0, 0, 3, None, None, now, now)
-        for n, i in enumerate(ids)
-    ]  # fmt: skip
-
-    async def work(conn: Any) -> None:
-        await links_repo.insert_many(conn, rows)
-
-    return await in_rollback(ctx, work)
-
-
-async def claim(ctx: Context, fx: Fixture) -> float:
-    async def work(conn: Any) -> None:
-        now = datetime.now(UTC)
-        rows = await links_repo.claim_queued(conn, server_id=fx.claimer, limit=1000, now=now)
-        assert rows
-
-    return await in_rollback(ctx, work)
-
-
-RESULTS = """
-UPDATE links SET status = v.status, error = v.error, profile_url = v.profile_url,
-       completed_at = CASE WHEN v.status = 'completed' THEN $3 ELSE links.completed_at END,
-       updated_at = $3
-FROM unnest($1::uuid[], $2::text[], $4::text[], $5::text[]) AS v(id, status, error, profile_url)
-WHERE links.id = v.id AND links.server_id = $6 AND links.status IN ('connecting', 'running')
-"""
-
-
-async def bulk_results(ctx: Context, fx: Fixture) -> float:
-    return await _results(ctx, fx.reporter, fx.running)
-
-
-async def bulk_results_spread(ctx: Context, fx: Fixture) -> float:
-    return await _results(ctx, fx.spread, fx.running_spread)
-
-
-async def _results(ctx: Context, server_id: uuid.UUID, ids: list[uuid.UUID]) -> float:
-    statuses = ["failed" if i % 10 == 0 else "completed" for i in range(len(ids))]
-    errors = ["captcha" if s == "failed" else None for s in statuses]
-    urls = [f"https://p.example/{i}" for i in range(len(ids))]
-
-    async def work(conn: Any) -> None:
-        raw = (await conn.get_raw_connection()).driver_connection
-        now = datetime.now(UTC)
-        result = await raw.execute(RESULTS, ids, statuses, now, errors, urls, server_id)
-        assert result == f"UPDATE {len(ids)}", result
-        await raw.execute(
-            "UPDATE servers SET active_tasks = active_tasks - $1, last_active = $2 WHERE id = $3",
-            len(ids),
-            now,
-            server_id,
-        )
-
-    return await in_rollback(ctx, work)
-
-
-async def tick_placing(ctx: Context, fx: Fixture) -> float:
-    async def work(conn: Any) -> None:
-        report = await steps.tick(ctx)
-        assert report.assigned == 1000, report
-
-    return await _with_slots(ctx, 20, work)
-
-
-async def tick_idle(ctx: Context, fx: Fixture) -> float:
-    async def work(conn: Any) -> None:
-        report = await steps.tick(ctx)
-        assert report.assigned == 0, report
-
-    return await _with_slots(ctx, 0, work)
-
-
-async def _with_slots(ctx: Context, free: int, work: Callable[[Any], Awaitable[None]]) -> float:
-    """``work`` timed in a rolled-back transaction where every server has ``free`` free slots."""
-    elapsed = 0.0
-    try:
-        async with ctx.db.transaction() as conn:
-            await begin(conn)
-            raw = (await conn.get_raw_connection()).driver_connection
-            await raw.execute(
-                "UPDATE servers SET max_threads = active_tasks + $1 WHERE service = 'tool'", free
-            )
-            started = time.perf_counter()
-            await work(conn)
-            elapsed = time.perf_counter() - started
-            raise Rollback
-    except Rollback:
-        pass
-    return elapsed
-
-
-WORKLOADS: dict[str, Callable[[Context, Fixture], Awaitable[float]]] = {
-    "bulk insert, 5,000 links": bulk_insert,
-    "claim, 1,000 links of 5 requests": claim,
-    "bulk results, 1,000 links of 5 requests": bulk_results,
-    "bulk results, 1,000 links of 280 requests": bulk_results_spread,
-    "tick, 1,000 placed": tick_placing,
-    "tick, idle": tick_idle,
-}
+#: seconds measured, by (workload, whether the triggers were present)
+Samples = dict[tuple[str, bool], list[float]]
 
 
 # --- set-up --------------------------------------------------------------------------------------
@@ -338,6 +177,60 @@ async def plans(url: str, fx: Fixture) -> list[str]:
     return sink
 
 
+async def measure(
+    admin: asyncpg.Connection, ctx: Context, fx: Fixture, database: str, rounds: int
+) -> tuple[Samples, Samples]:
+    """Every workload warmed up both ways, then ``rounds`` rounds with the triggers present and
+    dropped taking turns; (wall seconds, PostgreSQL CPU seconds) by (workload, present)."""
+    times: Samples = {}
+    cpu: Samples = {}
+    for workload in WORKLOADS.values():  # warm-up, both ways
+        for present in (True, False):
+            await set_triggers(admin, present)
+            await workload(ctx, fx)
+    for round_ in range(rounds):
+        order = (True, False) if round_ % 2 == 0 else (False, True)
+        for present in order:
+            await set_triggers(admin, present)
+            for label, workload in WORKLOADS.items():
+                before = await backend_cpu(admin, database)
+                seconds = await workload(ctx, fx)
+                used = await backend_cpu(admin, database) - before
+                times.setdefault((label, present), []).append(seconds)
+                cpu.setdefault((label, present), []).append(used)
+    await set_triggers(admin, True)
+    return times, cpu
+
+
+def results_table(times: Samples, cpu: Samples) -> str:
+    """The medians of each workload, dropped against present."""
+    rows = []
+    for label in WORKLOADS:
+        on, off = (common.median(times[(label, p)]) for p in (True, False))
+        cpu_on, cpu_off = (common.median(cpu[(label, p)]) for p in (True, False))
+        rows.append(
+            [
+                label,
+                f"{off * 1000:.1f}",
+                f"{on * 1000:.1f}",
+                f"**{on / off:.2f}**",
+                f"{cpu_off * 1000:.0f}",
+                f"{cpu_on * 1000:.0f}",
+            ]
+        )
+    return common.table(
+        [
+            "workload",
+            "dropped ms",
+            "present ms",
+            "present/dropped",
+            "PG CPU ms dropped",
+            "PG CPU ms present",
+        ],
+        rows,
+    )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
@@ -352,52 +245,10 @@ async def main() -> None:
         admin = await asyncpg.connect(url)
         print(await common.machine_line(admin))
         ctx = make_context(url)
-        times: dict[tuple[str, bool], list[float]] = {}
-        cpu: dict[tuple[str, bool], list[float]] = {}
         try:
-            for workload in WORKLOADS.values():  # warm-up, both ways
-                for present in (True, False):
-                    await set_triggers(admin, present)
-                    await workload(ctx, fx)
-            for round_ in range(args.rounds):
-                order = (True, False) if round_ % 2 == 0 else (False, True)
-                for present in order:
-                    await set_triggers(admin, present)
-                    for label, workload in WORKLOADS.items():
-                        before = await backend_cpu(admin, name)
-                        seconds = await workload(ctx, fx)
-                        used = await backend_cpu(admin, name) - before
-                        times.setdefault((label, present), []).append(seconds)
-                        cpu.setdefault((label, present), []).append(used)
-            await set_triggers(admin, True)
-            rows = []
-            for label in WORKLOADS:
-                on, off = (common.median(times[(label, p)]) for p in (True, False))
-                cpu_on, cpu_off = (common.median(cpu[(label, p)]) for p in (True, False))
-                rows.append(
-                    [
-                        label,
-                        f"{off * 1000:.1f}",
-                        f"{on * 1000:.1f}",
-                        f"**{on / off:.2f}**",
-                        f"{cpu_off * 1000:.0f}",
-                        f"{cpu_on * 1000:.0f}",
-                    ]
-                )
+            times, cpu = await measure(admin, ctx, fx, name, args.rounds)
             print(f"\nmedians of {args.rounds} rounds, triggers dropped vs present, same run\n")
-            print(
-                common.table(
-                    [
-                        "workload",
-                        "dropped ms",
-                        "present ms",
-                        "present/dropped",
-                        "PG CPU ms dropped",
-                        "PG CPU ms present",
-                    ],
-                    rows,
-                )
-            )
+            print(results_table(times, cpu))
             print("\nplans (auto_explain, nested statements) of a claim and a batch of results:\n")
             for message in await plans(url, fx):
                 print(message.strip() + "\n")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db.tables import links, servers
 from assign.domain.states import IN_FLIGHT
@@ -55,8 +58,7 @@ async def check_attempts(ctx: Context) -> dict[str, list[dict[str, object]]]:
 
     Returns {link id: its attempts, oldest first} so a test can check the outcomes it expects.
     """
-    from assign.db.tables import attempts, link_counts
-    from assign.domain.states import WORKING
+    from assign.db.tables import attempts
 
     async with ctx.db.read(snapshot=True) as conn:
         rows = (
@@ -68,39 +70,65 @@ async def check_attempts(ctx: Context) -> dict[str, list[dict[str, object]]]:
                 sa.select(links.c.id, links.c.status, links.c.server_id, links.c.phase)
             )
         }
-        counted = {
-            (r[0], r[1]): int(r[2])
-            for r in await conn.execute(
-                sa.select(links.c.request_id, links.c.status, sa.func.count()).group_by(
-                    links.c.request_id, links.c.status
-                )
-            )
-        }
-        total = sa.func.sum(link_counts.c.n)
-        kept = {
-            (r[0], r[1]): int(r[2])
-            for r in await conn.execute(
-                sa.select(link_counts.c.request_id, link_counts.c.status, total)
-                .group_by(link_counts.c.request_id, link_counts.c.status)
-                .having(total != 0)
-            )
-        }
+        kept, counted = await _link_counts(conn)
     assert kept == counted, f"link_counts {kept} != links counted {counted}"
     by_link: dict[str, list[dict[str, object]]] = {}
     for row in rows:
         by_link.setdefault(str(row.link_id), []).append(dict(row._mapping))
     for link_id, found in by_link.items():
-        numbers = [a["number"] for a in found]
-        assert numbers == list(range(1, len(found) + 1)), f"{link_id}: numbered {numbers}"
-        open_ = [a for a in found if a["finished_at"] is None]
-        assert len(open_) <= 1, f"{link_id}: {len(open_)} open attempts"
-        assert not open_ or open_[0] is found[-1], f"{link_id}: an older attempt is open"
-        for a in found:
-            if a["finished_at"] is None:
-                assert a["outcome"] is None, f"{link_id}: open attempt with an outcome"
-            else:
-                assert a["outcome"] in OUTCOMES, f"{link_id}: outcome {a['outcome']!r}"
-                assert a["finished_at"] >= a["started_at"], f"{link_id}: ends before it starts"  # type: ignore[operator]
+        _check_link_attempts(link_id, found)
+    _check_open_attempts(states, by_link)
+    return by_link
+
+
+async def _link_counts(
+    conn: AsyncConnection,
+) -> tuple[dict[tuple[object, object], int], dict[tuple[object, object], int]]:
+    """(``link_counts`` by request and status, the links counted by request and status)."""
+    from assign.db.tables import link_counts
+
+    counted = {
+        (r[0], r[1]): int(r[2])
+        for r in await conn.execute(
+            sa.select(links.c.request_id, links.c.status, sa.func.count()).group_by(
+                links.c.request_id, links.c.status
+            )
+        )
+    }
+    total = sa.func.sum(link_counts.c.n)
+    kept = {
+        (r[0], r[1]): int(r[2])
+        for r in await conn.execute(
+            sa.select(link_counts.c.request_id, link_counts.c.status, total)
+            .group_by(link_counts.c.request_id, link_counts.c.status)
+            .having(total != 0)
+        )
+    }
+    return kept, counted
+
+
+def _check_link_attempts(link_id: str, found: list[dict[str, object]]) -> None:
+    """One link's attempts: numbered 1..n, at most its last one open, outcomes in order."""
+    numbers = [a["number"] for a in found]
+    assert numbers == list(range(1, len(found) + 1)), f"{link_id}: numbered {numbers}"
+    open_ = [a for a in found if a["finished_at"] is None]
+    assert len(open_) <= 1, f"{link_id}: {len(open_)} open attempts"
+    assert not open_ or open_[0] is found[-1], f"{link_id}: an older attempt is open"
+    for a in found:
+        if a["finished_at"] is None:
+            assert a["outcome"] is None, f"{link_id}: open attempt with an outcome"
+        else:
+            assert a["outcome"] in OUTCOMES, f"{link_id}: outcome {a['outcome']!r}"
+            assert a["finished_at"] >= a["started_at"], f"{link_id}: ends before it starts"  # type: ignore[operator]
+
+
+def _check_open_attempts(
+    states: dict[Any, Any], by_link: dict[str, list[dict[str, object]]]
+) -> None:
+    """A running or connecting link has one open attempt, on its server and in its phase; any
+    other link has none."""
+    from assign.domain.states import WORKING
+
     for link_id, link in states.items():
         found = by_link.get(str(link_id), [])
         open_ = [a for a in found if a["finished_at"] is None]
@@ -110,4 +138,3 @@ async def check_attempts(ctx: Context) -> dict[str, list[dict[str, object]]]:
             assert open_[0]["phase"] == link.phase, f"{link_id}: attempt of another phase"
         else:
             assert not open_, f"{link_id} is {link.status} with an open attempt"
-    return by_link

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 
-from tests.integration import fleet
+from tests.integration import fleet, light_client
 from tests.integration.procs import run_cli
 
 #: the dispatcher settings of a fleet run: timeouts short, back-off in tenths of a second
@@ -79,9 +79,9 @@ async def run(
     return record
 
 
-def _light(base: str) -> fleet.LightClient:
+def _light(base: str) -> light_client.LightClient:
     parts = urlsplit(base)
-    return fleet.LightClient(parts.hostname or "127.0.0.1", parts.port or 80)
+    return light_client.LightClient(parts.hostname or "127.0.0.1", parts.port or 80)
 
 
 async def _until_done(

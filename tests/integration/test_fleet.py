@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import PG_ADMIN_URL, PG_SKIP
-from tests.integration import fleet
+from tests.integration import fleet, light_client
 from tests.integration.procs import (
     STARTUP,
     Proc,
@@ -158,7 +158,7 @@ async def run_fleet(
     stop = asyncio.Event()
     extra: list[asyncpg.Connection] = []
     tasks: list[asyncio.Task[None]] = []
-    fleet_http = fleet.LightClient("127.0.0.1", int(base.rsplit(":", 1)[1]))
+    fleet_http = light_client.LightClient("127.0.0.1", int(base.rsplit(":", 1)[1]))
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
         try:
             sampler_conn = await asyncpg.connect(url)
@@ -219,7 +219,7 @@ async def _kill_leaders(
         successor, seconds = await wait_leader(conn, survivors, port, within=TAKEOVER_BOUND + 5)
         assert successor is not None, f"no dispatcher took over within {TAKEOVER_BOUND + 5:g} s"
         assert await victim.wait_exit(5) == -signal.SIGKILL
-        logged = successor.logged("dispatcher became leader")
+        logged = await successor.wait_logged("dispatcher became leader")
         assert logged, f"{successor} holds the lock but did not log it"
         run.takeovers.append(Takeover(victim, successor, seconds, log_time(logged[-1]) - killed_at))
 

@@ -79,7 +79,7 @@ async def test_takeover_after_kill_9(
         successor, seconds = await wait_leader(db, alive, port, within=TAKEOVER_BOUND + 5)
         assert successor is not None, "nobody took over"
         assert await victim.wait_exit(5) == -signal.SIGKILL
-        logged = successor.logged("dispatcher became leader")
+        logged = await successor.wait_logged("dispatcher became leader")
         assert logged
         measured.append((seconds, log_time(logged[-1]) - killed_at))
         assert seconds < TAKEOVER_BOUND

@@ -174,6 +174,16 @@ class Proc:
         """The JSON log records whose ``msg`` is ``msg``."""
         return [r for r in self.records() if r.get("msg") == msg]
 
+    async def wait_logged(self, msg: str, *, within: float = 5.0) -> list[dict[str, Any]]:
+        """:meth:`logged`, once it finds a record or ``within`` seconds have passed (a line is
+        written just after what it reports, so a test that saw the act may be ahead of it)."""
+        deadline = time.monotonic() + within
+        while True:
+            found = self.logged(msg)
+            if found or time.monotonic() >= deadline:
+                return found
+            await asyncio.sleep(0.02)
+
     def cpu_seconds(self) -> float:
         """User + system CPU time used so far (0 once it has exited)."""
         return cpu_seconds(self.pid)
