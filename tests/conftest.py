@@ -260,4 +260,3 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The tests marked ``slow`` first (in their order), so that with several test processes
     the long ones start at once and the short ones fill in around them."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
-
