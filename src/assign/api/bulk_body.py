@@ -31,7 +31,14 @@ from pydantic import ValidationError
 
 from assign.api import body_check
 from assign.api.schemas.common import JSON_NUMBER_MAX, JSON_NUMBER_MIN, details_fit
-from assign.api.schemas.inputs import LinkIn, LinksBulkIn, ServiceType
+from assign.api.schemas.inputs import (
+    BULK_MAX,
+    LINK_RETRIES_MAX,
+    LINK_TEXT_MAX,
+    LinkIn,
+    LinksBulkIn,
+    ServiceType,
+)
 
 #: the request body that ``POST /links/bulk`` documents (added to the OpenAPI document by hand,
 #: since the endpoint reads its body itself)
@@ -53,6 +60,14 @@ _Flat = (
 )
 
 
+#: the text fields of a link, bounded by ``LINK_TEXT_MAX``
+_SiteName = Annotated[str, msgspec.Meta(max_length=LINK_TEXT_MAX["site_name"])]
+_Email = Annotated[str, msgspec.Meta(max_length=LINK_TEXT_MAX["email"])]
+_Username = Annotated[str, msgspec.Meta(max_length=LINK_TEXT_MAX["username"])]
+_Password = Annotated[str, msgspec.Meta(max_length=LINK_TEXT_MAX["password"])]
+_About = Annotated[str, msgspec.Meta(max_length=LINK_TEXT_MAX["about"])]
+
+
 class FastLink(msgspec.Struct, gc=False):
     """A :class:`LinkIn` as the fast reader makes it (the same attributes)."""
 
@@ -60,17 +75,17 @@ class FastLink(msgspec.Struct, gc=False):
     service_type: ServiceType
     server_id: uuid.UUID | None = None
     site_id: uuid.UUID | None = None
-    site_name: Annotated[str, msgspec.Meta(max_length=500)] | None = None
-    email: Annotated[str, msgspec.Meta(max_length=320)] | None = None
-    username: Annotated[str, msgspec.Meta(max_length=200)] | None = None
-    password: Annotated[str, msgspec.Meta(max_length=1000)] | None = None
-    about: Annotated[str, msgspec.Meta(max_length=100_000)] | None = None
-    max_retries: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 3
+    site_name: _SiteName | None = None
+    email: _Email | None = None
+    username: _Username | None = None
+    password: _Password | None = None
+    about: _About | None = None
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=LINK_RETRIES_MAX)] = 3
     details: dict[str, _Flat] | None = None
 
 
 class _FastBulk(msgspec.Struct, gc=False):
-    links: Annotated[list[FastLink], msgspec.Meta(min_length=1, max_length=5000)]
+    links: Annotated[list[FastLink], msgspec.Meta(min_length=1, max_length=BULK_MAX)]
 
 
 _decode = msgspec.json.Decoder(_FastBulk).decode

@@ -45,26 +45,51 @@ class AssignIn(Model):
     server_id: uuid.UUID
 
 
+#: The bounds of a created link, read by both link readers: :class:`LinkIn` and the bulk
+#: create's fast reader (``api/bulk_body.FastLink``). The longest value of each text field:
+LINK_TEXT_MAX = {
+    "site_name": 500,
+    "email": 320,
+    "username": 200,
+    "password": 1000,
+    "about": 100_000,
+}
+#: ``max_retries`` from 0 to this
+LINK_RETRIES_MAX = 1000
+#: links in one ``POST /links/bulk`` (and ids in one bulk retry)
+BULK_MAX = 5000
+
+
+#: the text fields of a link, bounded by ``LINK_TEXT_MAX``
+_SiteName = Annotated[str, StringConstraints(max_length=LINK_TEXT_MAX["site_name"])]
+_Email = Annotated[str, StringConstraints(max_length=LINK_TEXT_MAX["email"])]
+_Username = Annotated[str, StringConstraints(max_length=LINK_TEXT_MAX["username"])]
+_Password = Annotated[str, StringConstraints(max_length=LINK_TEXT_MAX["password"])]
+_About = Annotated[str, StringConstraints(max_length=LINK_TEXT_MAX["about"])]
+
+
 class LinkIn(Model):
     request_id: uuid.UUID
     service_type: ServiceType
     server_id: uuid.UUID | None = None
     site_id: uuid.UUID | None = None
-    site_name: Annotated[str, StringConstraints(max_length=500)] | None = None
-    email: Annotated[str, StringConstraints(max_length=320)] | None = None
-    username: Annotated[str, StringConstraints(max_length=200)] | None = None
-    password: Annotated[str, StringConstraints(max_length=1000)] | None = None
-    about: Annotated[str, StringConstraints(max_length=100_000)] | None = None
-    max_retries: Annotated[int, Field(ge=0, le=1000), JSON_INT] = 3
+    site_name: _SiteName | None = None
+    email: _Email | None = None
+    username: _Username | None = None
+    password: _Password | None = None
+    about: _About | None = None
+    max_retries: Annotated[int, Field(ge=0, le=LINK_RETRIES_MAX), JSON_INT] = 3
     details: Details = None
 
 
 class LinksBulkIn(Model):
-    links: list[LinkIn] = Field(min_length=1, max_length=5000, description="1 to 5,000 links")
+    links: list[LinkIn] = Field(
+        min_length=1, max_length=BULK_MAX, description=f"1 to {BULK_MAX:,} links"
+    )
 
 
 class BulkRetryIn(Model):
-    link_ids: list[uuid.UUID] = Field(min_length=1, max_length=5000)
+    link_ids: list[uuid.UUID] = Field(min_length=1, max_length=BULK_MAX)
 
 
 class MarkFinalFailedIn(Model):
