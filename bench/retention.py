@@ -27,6 +27,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
@@ -99,8 +100,6 @@ async def context(url: str) -> Context:
         )
         await servers_service.heartbeat(ctx, server_id=server["id"], active_threads=0)
     async with db.transaction() as conn:
-        import sqlalchemy as sa
-
         await conn.execute(sa.text("UPDATE servers SET active_tasks = max_threads"))
     return ctx
 
@@ -111,6 +110,8 @@ async def measure(ctx: Context, key: str, rounds: int) -> dict[str, list[float]]
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
         for _ in range(rounds):
+            async with ctx.db.transaction() as conn:  # the fleet stays alive between turns
+                await conn.execute(sa.text("UPDATE servers SET last_health_check = now()"))
             started = time.perf_counter()
             await tick(ctx)
             out["tick"].append(time.perf_counter() - started)
@@ -122,6 +123,11 @@ async def measure(ctx: Context, key: str, rounds: int) -> dict[str, list[float]]
             )
             out["links"].append(time.perf_counter() - started)
             assert answer.status_code == 200, answer.text
+    async with ctx.db.transaction() as conn:
+        lost = (
+            await conn.execute(sa.text("SELECT count(*) FROM servers WHERE status <> 'online'"))
+        ).scalar()
+    assert lost == 0, f"{lost} servers went offline: the ticks measured are not of a live fleet"
     return out
 
 
