@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 class AppError(Exception):
@@ -44,3 +46,10 @@ class TooManyRequests(AppError):
 
 class Unavailable(AppError):
     status_code = 503
+
+
+def existing(value: T | None, message: str) -> T:
+    """``value``, or a 404 with ``message`` when there is none."""
+    if value is None:
+        raise NotFound(message)
+    return value

@@ -21,6 +21,7 @@ from assign.api.routers.worker_params import (
 from assign.api.schemas import inputs
 from assign.api.schemas import resources as out
 from assign.api.schemas.common import ItemOut, ListOut, UpdatedOut
+from assign.domain.filters import LinkScope
 from assign.domain.states import LinkStatus
 from assign.errors import InvalidInput
 from assign.services import links
@@ -47,26 +48,19 @@ async def list_links(
     limit: Limit = 100,
 ) -> JSON:
     kind = service_type_of(service_type)
-    if stale:
-        items = await links.list_stale(
-            ctx,
-            timeout_minutes=timeout_minutes,
-            service_type=kind,
-            request_id=request_id,
-            server_id=server_id,
-            limit=clamp_limit(limit),
-        )
+    # a stale listing reads no status (not even a malformed one)
+    statuses = None if stale else parse_statuses(status, LinkStatus) or ["pending"]
+    scope: LinkScope = {
+        "service_type": kind,
+        "request_id": request_id,
+        "server_id": server_id,
+        "limit": clamp_limit(limit),
+    }
+    if statuses is None:
+        items = await links.list_stale(ctx, timeout_minutes=timeout_minutes, **scope)
         return responses.listing(items)
-    statuses = parse_statuses(status, LinkStatus) or ["pending"]
-    found = await links.list_links(  # on PostgreSQL, encoded already
-        ctx,
-        statuses=statuses,
-        service_type=kind,
-        request_id=request_id,
-        server_id=server_id,
-        limit=clamp_limit(limit),
-    )
-    return responses.listing(found)
+    # on PostgreSQL, encoded already
+    return responses.listing(await links.list_links(ctx, statuses=statuses, **scope))
 
 
 @router.put(
