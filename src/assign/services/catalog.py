@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db import tables, views
+from assign.db.repositories import by_id
 from assign.db.repositories import catalog as repo
 from assign.errors import Conflict, NotFound, existing
 from assign.security import keys
@@ -34,7 +35,7 @@ async def update_site(
 
 
 async def delete_site(ctx: Context, *, site_id: uuid.UUID) -> None:
-    if not await ctx.db.run(lambda conn: repo.delete_row(conn, tables.sites, site_id)):
+    if not await ctx.db.run(lambda conn: by_id.delete(conn, tables.sites, site_id)):
         raise NotFound("Site not found")
 
 
@@ -99,7 +100,7 @@ async def update_account(
 
 
 async def delete_account(ctx: Context, *, account_id: uuid.UUID) -> None:
-    if not await ctx.db.run(lambda conn: repo.delete_row(conn, tables.accounts, account_id)):
+    if not await ctx.db.run(lambda conn: by_id.delete(conn, tables.accounts, account_id)):
         raise NotFound("Account not found")
 
 
