@@ -5,15 +5,15 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel
 
 from assign.api import idempotency, responses
 from assign.api.deps import (
-    LIMIT_QUERY_EXTRA,
     Caller,
     Ctx,
-    choice_query,
+    Limit,
+    ServiceTypeQ,
     clamp_limit,
     parse_choice,
     parse_statuses,
@@ -36,14 +36,6 @@ router = APIRouter(
     responses=error_responses(400, 401, 429, 503),
 )
 NotFound = error_responses(404)
-Limit = Annotated[
-    int,
-    Query(
-        description="default 100, at least 1, at most 1000 (larger is clamped)",
-        json_schema_extra=LIMIT_QUERY_EXTRA,
-    ),
-]
-ServiceTypeQ = Annotated[str | None, choice_query(SERVICE_TYPES)]
 #: a settings group name, as stored (at most 100 characters)
 Group = Annotated[str, Path(min_length=1, max_length=100)]
 

@@ -8,13 +8,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Query, Request
 
 from assign.api import bulk_body, idempotency, responses
-from assign.api.deps import Caller, Ctx, clamp_limit, parse_statuses, required_query, status_query
+from assign.api.deps import (
+    Caller,
+    Ctx,
+    Limit,
+    ServiceTypeQ,
+    clamp_limit,
+    parse_statuses,
+    required_query,
+    status_query,
+)
 from assign.api.idempotency import IdempotencyKey
 from assign.api.responses import JSON
 from assign.api.routers.worker_params import (
     Conflict,
-    Limit,
-    ServiceTypeQ,
     minutes,
     service_type_of,
 )
