@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Query
 
-from assign.api import bulk_body, idempotency, responses
+from assign.api import bulk_body, responses
 from assign.api.deps import (
-    Caller,
     Ctx,
     Limit,
     ServiceTypeQ,
@@ -18,7 +17,7 @@ from assign.api.deps import (
     required_query,
     status_query,
 )
-from assign.api.idempotency import IdempotencyKey
+from assign.api.idempotency import Once
 from assign.api.responses import JSON
 from assign.api.routers.worker_params import (
     Conflict,
@@ -137,19 +136,14 @@ async def account_stats(
     response_model=out.CreatedOut,
     openapi_extra=bulk_body.OPENAPI_BODY,
 )
-async def create_links(
-    ctx: Ctx,
-    caller: Caller,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> JSON:
+async def create_links(once: Once) -> JSON:
     # the body (inputs.LinksBulkIn) is read here, in one pass when it can be: see bulk_body
-    items = await bulk_body.read_links(request)
+    items = await bulk_body.read_links(once.request)
 
     async def call() -> dict[str, Any]:
-        return {"success": True, "created": await links.create_links(ctx, items=items)}
+        return {"success": True, "created": await links.create_links(once.ctx, items=items)}
 
-    return await idempotency.respond(ctx, request, caller, idempotency_key, call)
+    return await once.respond(call)
 
 
 @router.put(
