@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from assign.cli_commands.admin_keys import admin_key_app
-from assign.cli_commands.common import console, err, fail, load_settings, print_json
+from assign.cli_commands.common import console, err, fail, load_settings, print_json, run
 from assign.cli_commands.common import with_context as _with_context
 from assign.cli_commands.export import export_command
 from assign.cli_commands.servers import JSON_OPTION, server_app
@@ -248,10 +248,7 @@ def admin_key_create(
     """Create an admin key and print it (shown only this once)."""
     from assign.services import catalog
 
-    settings = load_settings()
-    key = _with_context(
-        settings, lambda ctx: catalog.create_admin_key(ctx, name=name, read_only=read_only)
-    )
+    key = run(lambda ctx: catalog.create_admin_key(ctx, name=name, read_only=read_only))
     if as_json:
         print_json({"name": name, "key": key, "read_only": read_only})
         return
@@ -265,8 +262,7 @@ def secrets_rotate() -> None:
     ASSIGN_OLD_SECRET_KEYS are still read). Safe while the service runs."""
     from assign.services import secrets
 
-    settings = load_settings()
-    reports = _with_context(settings, secrets.rotate)
+    reports = run(secrets.rotate)
     table = Table("table", "values scanned", "re-encrypted")
     for name, report in reports.items():
         table.add_row(name, str(report.scanned), str(report.rotated))
@@ -278,8 +274,7 @@ def stats(as_json: Annotated[bool, JSON_OPTION] = False) -> None:
     """Links, requests and servers counted by state."""
     from assign.services import stats as stats_service
 
-    settings = load_settings()
-    data = _with_context(settings, stats_service.overview)
+    data = run(stats_service.overview)
     if as_json:
         print_json(data)
         return
@@ -308,11 +303,8 @@ def explain(
     except ValueError:
         err.print(f"{link_id!r} is not a link id (a UUID); give one from GET /links.")
         raise typer.Exit(1) from None
-    settings = load_settings()
     try:
-        data = _with_context(
-            settings, lambda ctx: explain_service.explain_link(ctx, link_id=parsed)
-        )
+        data = run(lambda ctx: explain_service.explain_link(ctx, link_id=parsed))
     except NotFound:
         err.print(f"No link {parsed}: check the id.")
         raise typer.Exit(1) from None

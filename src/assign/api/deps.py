@@ -12,6 +12,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader
 
 from assign.api.middleware import Principal
+from assign.domain.states import SERVICE_TYPES
 from assign.errors import InvalidInput
 from assign.services.context import Context
 
@@ -97,7 +98,15 @@ def required_query(description: str | None = None) -> Any:
 
 
 #: ``limit`` as documented everywhere: at least 1 (checked by ``clamp_limit``), larger is clamped
-LIMIT_QUERY_EXTRA = {"minimum": 1}
+Limit = Annotated[
+    int,
+    Query(
+        description="default 100, at least 1, at most 1000 (larger is clamped)",
+        json_schema_extra={"minimum": 1},
+    ),
+]
+#: a service type to filter by (empty: any)
+ServiceTypeQ = Annotated[str | None, choice_query(SERVICE_TYPES)]
 
 
 def clamp_limit(limit: int, field: str = "limit") -> int:

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import Header, Request
+from fastapi import Depends, Header, Request
 
+from assign.api.deps import Caller, Ctx
 from assign.api.middleware import Principal
 from assign.api.responses import JSON, dumps
 from assign.services import idempotency
@@ -49,3 +50,33 @@ async def respond(
     response.body = body
     response.headers["content-length"] = str(len(body))
     return response
+
+
+class Idempotent:
+    """What a creating POST answers with at most once per ``Idempotency-Key`` and caller (a
+    dependency: the context, the caller, the request and its key)."""
+
+    def __init__(
+        self, ctx: Ctx, caller: Caller, request: Request, idempotency_key: IdempotencyKey = None
+    ) -> None:
+        self.ctx = ctx
+        self.caller = caller
+        self.request = request
+        self.key = idempotency_key
+
+    async def respond(
+        self, call: Callable[[], Awaitable[dict[str, Any]]], status_code: int = 200
+    ) -> JSON:
+        """:func:`respond` for this request."""
+        return await respond(self.ctx, self.request, self.caller, self.key, call, status_code)
+
+    async def created(self, create: Callable[[Context], Awaitable[Any]]) -> JSON:
+        """201 ``{"success": true, "data": create(ctx)}``."""
+
+        async def call() -> dict[str, Any]:
+            return {"success": True, "data": await create(self.ctx)}
+
+        return await self.respond(call, 201)
+
+
+Once = Annotated[Idempotent, Depends()]

@@ -9,10 +9,9 @@ import typer
 from assign.cli_commands.common import (
     CommandFailed,
     err,
-    load_settings,
     print_json,
     print_rows,
-    with_context,
+    run,
 )
 from assign.cli_commands.servers import JSON_OPTION, parse_id
 
@@ -24,8 +23,7 @@ def admin_key_list(as_json: Annotated[bool, JSON_OPTION] = False) -> None:
     """List admin keys (ids, names, creation times; never the keys)."""
     from assign.services import admin_keys
 
-    settings = load_settings()
-    rows = with_context(settings, admin_keys.list_admin_keys)
+    rows = run(admin_keys.list_admin_keys)
     if as_json:
         print_json(rows)
         return
@@ -50,5 +48,5 @@ def admin_key_revoke(key_id: Annotated[str, typer.Argument(help="the key's id")]
                 "no admin key has that id: `assign admin-key list` shows the ids"
             ) from None
 
-    with_context(load_settings(), work)
+    run(work)
     err.print(f"admin key {kid} revoked")

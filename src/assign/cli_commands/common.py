@@ -128,6 +128,11 @@ def with_context(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
     return run_async(settings, main)
 
 
+def run(work: Callable[[Any], Awaitable[T]]) -> T:
+    """:func:`with_context` under the settings the environment gives."""
+    return with_context(load_settings(), work)
+
+
 def prepare_database(settings: Settings, *, migrate_sqlite: bool) -> str | None:
     """Refuse a schema newer than this release; migrate the embedded SQLite database.
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import orjson
 import typer
 
-from assign.cli_commands.common import CommandFailed, err, load_settings, with_context
+from assign.cli_commands.common import CommandFailed, err, run
 from assign.cli_commands.servers import parse_id
 from assign.db import views
 
@@ -32,7 +32,6 @@ def export_command(
     from assign.services import exports
 
     rid = parse_id(request_id, "request")
-    settings = load_settings()
 
     async def work(ctx: Any) -> int:
         write = _csv_writer() if output_format is Format.CSV else _jsonl
@@ -46,7 +45,7 @@ def export_command(
         sys.stdout.flush()
         return n
 
-    count = with_context(settings, work)
+    count = run(work)
     err.print(f"{count} links of request {rid}")
 
 

@@ -7,8 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from assign.cli_commands.common import err, fail, load_settings, print_json, print_rows
-from assign.cli_commands.common import with_context as _with_context
+from assign.cli_commands.common import err, fail, print_json, print_rows, run
 from assign.domain.states import SERVICE_TYPES, ServerStatus
 
 server_app = typer.Typer(help="Manage servers.", no_args_is_help=True)
@@ -53,7 +52,6 @@ def server_add(
     from assign.services import servers
 
     types = parse_service_types(service_types)
-    settings = load_settings()
 
     async def work(ctx: Any) -> dict[str, Any]:
         return await servers.create_server(
@@ -66,7 +64,7 @@ def server_add(
             service_types=types,
         )
 
-    server = _with_context(settings, work)
+    server = run(work)
     if as_json:
         print_json(server)
         return
@@ -80,10 +78,8 @@ def server_list(as_json: Annotated[bool, JSON_OPTION] = False) -> None:
     """List servers and their load."""
     from assign.services import servers
 
-    settings = load_settings()
-    rows = _with_context(
-        settings,
-        lambda ctx: servers.list_servers(ctx, statuses=None, inactive_minutes=None, limit=10_000),
+    rows = run(
+        lambda ctx: servers.list_servers(ctx, statuses=None, inactive_minutes=None, limit=10_000)
     )
     if as_json:
         print_json(rows)
@@ -114,10 +110,7 @@ def server_set_status(
     if status not in allowed:
         fail(f"unknown server status {status!r}: use one of {', '.join(allowed)}")
     sid = parse_id(server_id)
-    settings = load_settings()
-    server = _with_context(
-        settings, lambda ctx: _not_found_hint(servers.set_status(ctx, server_id=sid, status=status))
-    )
+    server = run(lambda ctx: _not_found_hint(servers.set_status(ctx, server_id=sid, status=status)))
     if as_json:
         print_json(server)
         return
@@ -130,8 +123,7 @@ def server_delete(server_id: Annotated[str, typer.Argument(help="the server's id
     from assign.services import servers
 
     sid = parse_id(server_id)
-    settings = load_settings()
-    _with_context(settings, lambda ctx: _not_found_hint(servers.delete_server(ctx, server_id=sid)))
+    run(lambda ctx: _not_found_hint(servers.delete_server(ctx, server_id=sid)))
     err.print(f"server {sid} deleted")
 
 

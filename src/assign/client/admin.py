@@ -9,11 +9,10 @@ from typing import Any
 
 import httpx
 
+from assign.client import core
 from assign.client import types as t
 from assign.client.core import (
-    AsyncBase,
     Call,
-    SyncBase,
     body,
     data,
     endpoint,
@@ -188,9 +187,9 @@ class AdminEndpoints:
         return Call("GET", "/metrics", parse_metrics)
 
 
-class AdminClient(SyncBase, AdminEndpoints):
+class AdminClient(core.SyncBase, AdminEndpoints):
     """Admin API client (blocking)."""
 
 
-class AsyncAdminClient(AsyncBase, AdminEndpoints):
+class AsyncAdminClient(core.AsyncBase, AdminEndpoints):
     """Admin API client (asyncio)."""

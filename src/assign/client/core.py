@@ -179,20 +179,14 @@ def ident(value: str | uuid.UUID) -> str:
 # --- sending -------------------------------------------------------------------------------
 
 
-class _Base:
-    def __init__(self, base_url: str, api_key: str) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.headers = {"X-API-Key": api_key, "User-Agent": USER_AGENT}
-
-    def _url(self, call: Call[Any]) -> str:
-        return self.base_url + call.path
-
-    def _headers(self, call: Call[Any]) -> dict[str, str]:
-        return {**self.headers, **call.headers} if call.headers else self.headers
+#: the httpx client a client sends with, and the transport that client takes
+H = TypeVar("H", httpx.Client, httpx.AsyncClient)
+Transport = TypeVar("Transport", httpx.BaseTransport, httpx.AsyncBaseTransport)
 
 
-class SyncBase(_Base):
-    """Sends calls with an ``httpx.Client`` (its own, or one passed as ``http``)."""
+class _Base(Generic[H, Transport]):
+    #: makes the httpx client when none is passed as ``http``
+    _new_http: Callable[..., H]
 
     def __init__(
         self,
@@ -200,22 +194,33 @@ class SyncBase(_Base):
         api_key: str,
         *,
         timeout: float = DEFAULT_TIMEOUT,
-        transport: httpx.BaseTransport | None = None,
-        http: httpx.Client | None = None,
+        transport: Transport | None = None,
+        http: H | None = None,
     ) -> None:
-        super().__init__(base_url, api_key)
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"X-API-Key": api_key, "User-Agent": USER_AGENT}
         self._owned = http is None
-        self.http = http or httpx.Client(timeout=timeout, transport=transport)
+        self.http: H = http or self._new_http(timeout=timeout, transport=transport)
 
-    def _send(self, call: Call[T]) -> T:
-        response = self.http.request(
+    def _request(self, call: Call[Any]) -> httpx.Request:
+        """The HTTP request ``call`` sends."""
+        headers = {**self.headers, **call.headers} if call.headers else self.headers
+        return self.http.build_request(
             call.method,
-            self._url(call),
+            self.base_url + call.path,
             params=call.params,
             json=call.json,
-            headers=self._headers(call),
+            headers=headers,
         )
-        return call.result(response)
+
+
+class SyncBase(_Base[httpx.Client, httpx.BaseTransport]):
+    """Sends calls with an ``httpx.Client`` (its own, or one passed as ``http``)."""
+
+    _new_http = httpx.Client
+
+    def _send(self, call: Call[T]) -> T:
+        return call.result(self.http.send(self._request(call)))
 
     def close(self) -> None:
         if self._owned:
@@ -228,31 +233,13 @@ class SyncBase(_Base):
         self.close()
 
 
-class AsyncBase(_Base):
+class AsyncBase(_Base[httpx.AsyncClient, httpx.AsyncBaseTransport]):
     """Sends calls with an ``httpx.AsyncClient`` (its own, or one passed as ``http``)."""
 
-    def __init__(
-        self,
-        base_url: str,
-        api_key: str,
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        transport: httpx.AsyncBaseTransport | None = None,
-        http: httpx.AsyncClient | None = None,
-    ) -> None:
-        super().__init__(base_url, api_key)
-        self._owned = http is None
-        self.http = http or httpx.AsyncClient(timeout=timeout, transport=transport)
+    _new_http = httpx.AsyncClient
 
     async def _send(self, call: Call[T]) -> T:
-        response = await self.http.request(
-            call.method,
-            self._url(call),
-            params=call.params,
-            json=call.json,
-            headers=self._headers(call),
-        )
-        return call.result(response)
+        return call.result(await self.http.send(self._request(call)))
 
     async def aclose(self) -> None:
         if self._owned:

@@ -6,18 +6,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
 
+from assign.client import core
 from assign.client import types as t
-from assign.client.core import (
-    AsyncBase,
-    Call,
-    SyncBase,
-    body,
-    data,
-    endpoint,
-    ident,
-    jsonable,
-    payload,
-)
+from assign.client.core import Call, body, data, endpoint, ident, jsonable, payload
 
 PREFIX = "/api/v1/tool"
 
@@ -72,9 +63,9 @@ class ToolEndpoints:
         return Call("GET", f"{PREFIX}/links/{ident(link_id)}", data)
 
 
-class ToolClient(SyncBase, ToolEndpoints):
+class ToolClient(core.SyncBase, ToolEndpoints):
     """Tool API client (blocking). ``ToolClient("http://host:8000", server_key)``."""
 
 
-class AsyncToolClient(AsyncBase, ToolEndpoints):
+class AsyncToolClient(core.AsyncBase, ToolEndpoints):
     """Tool API client (asyncio). ``async with AsyncToolClient(url, key) as c: ...``."""

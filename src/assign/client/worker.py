@@ -6,11 +6,10 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from assign.client import core
 from assign.client import types as t
 from assign.client.core import (
-    AsyncBase,
     Call,
-    SyncBase,
     body,
     data,
     endpoint,
@@ -226,9 +225,9 @@ class WorkerEndpoints:
         return Call("GET", f"{PREFIX}/settings", field("settings"), query(group=group))
 
 
-class AssignClient(SyncBase, WorkerEndpoints):
+class AssignClient(core.SyncBase, WorkerEndpoints):
     """Worker API client (blocking). ``AssignClient("http://host:8000", key)``."""
 
 
-class AsyncAssignClient(AsyncBase, WorkerEndpoints):
+class AsyncAssignClient(core.AsyncBase, WorkerEndpoints):
     """Worker API client (asyncio). ``async with AsyncAssignClient(url, key) as c: ...``."""

@@ -17,6 +17,11 @@ metadata = sa.MetaData(
 )
 
 
+def _table(name: str, *elements: sa.schema.SchemaItem) -> sa.Table:
+    """A table of the schema (the one ``metadata``)."""
+    return sa.Table(name, metadata, *elements)
+
+
 def _timestamps() -> list[sa.Column]:
     return [
         sa.Column("created_at", UTCDateTime(), nullable=False),
@@ -24,9 +29,20 @@ def _timestamps() -> list[sa.Column]:
     ]
 
 
-servers = sa.Table(
+def _partial_index(name: str, *columns: str, where: str) -> sa.Index:
+    """An index of the rows matching ``where`` only, on PostgreSQL and SQLite alike."""
+    return sa.Index(name, *columns, postgresql_where=sa.text(where), sqlite_where=sa.text(where))
+
+
+# the rows of the partial indexes, word for word as the migrations wrote them
+_UNARCHIVED = "archived_at IS NULL AND completed_at IS NOT NULL"
+_DISPATCHED = "assigned_at IS NOT NULL"
+_WORKING = "status IN ('connecting', 'running')"
+_EXHAUSTED = "status = 'failed' AND retry_count >= max_retries"
+
+
+servers = _table(
     "servers",
-    metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("ip", sa.String(100)),
@@ -45,9 +61,8 @@ servers = sa.Table(
     sa.Index("ix_servers_status_priority", "status", "priority"),
 )
 
-admin_keys = sa.Table(
+admin_keys = _table(
     "admin_keys",
-    metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
@@ -56,9 +71,8 @@ admin_keys = sa.Table(
     sa.Column("read_only", sa.Boolean, nullable=False, server_default=sa.false()),
 )
 
-requests = sa.Table(
+requests = _table(
     "requests",
-    metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column("user_id", sa.Uuid()),
     sa.Column("service_type", sa.String(50), nullable=False),
@@ -80,17 +94,11 @@ requests = sa.Table(
     # when its links were moved to links_archive (migration 0007; see services.retention)
     sa.Column("archived_at", UTCDateTime()),
     sa.Index("ix_requests_status_priority_created_at", "status", "priority", "created_at"),
-    sa.Index(
-        "ix_requests_completed_at_unarchived",
-        "completed_at",
-        postgresql_where=sa.text("archived_at IS NULL AND completed_at IS NOT NULL"),
-        sqlite_where=sa.text("archived_at IS NULL AND completed_at IS NOT NULL"),
-    ),
+    _partial_index("ix_requests_completed_at_unarchived", "completed_at", where=_UNARCHIVED),
 )
 
-links = sa.Table(
+links = _table(
     "links",
-    metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column(
         "request_id",
@@ -133,33 +141,16 @@ links = sa.Table(
     # account stats and rate limits
     sa.Index("ix_links_email_status_completed_at", "email", "status", "completed_at"),
     # an account's last dispatch (cooldown); links never dispatched are not in it
-    sa.Index(
-        "ix_links_email_assigned_at",
-        "email",
-        "assigned_at",
-        postgresql_where=sa.text("assigned_at IS NOT NULL"),
-        sqlite_where=sa.text("assigned_at IS NOT NULL"),
-    ),
+    _partial_index("ix_links_email_assigned_at", "email", "assigned_at", where=_DISPATCHED),
     # stale links (dispatcher step 2, GET /links?stale=true): only links being worked on;
     # statuses in the order the queries list them, so the planner sees one condition
-    sa.Index(
-        "ix_links_working_started_at",
-        "started_at",
-        postgresql_where=sa.text("status IN ('connecting', 'running')"),
-        sqlite_where=sa.text("status IN ('connecting', 'running')"),
-    ),
+    _partial_index("ix_links_working_started_at", "started_at", where=_WORKING),
     # failed links with no retry left (dispatcher step 4): empty between ticks
-    sa.Index(
-        "ix_links_exhausted_request_id",
-        "request_id",
-        postgresql_where=sa.text("status = 'failed' AND retry_count >= max_retries"),
-        sqlite_where=sa.text("status = 'failed' AND retry_count >= max_retries"),
-    ),
+    _partial_index("ix_links_exhausted_request_id", "request_id", where=_EXHAUSTED),
 )
 
-sites = sa.Table(
+sites = _table(
     "sites",
-    metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column("name", sa.String(500), nullable=False),
     sa.Column("type", sa.String(50), nullable=False),
@@ -169,9 +160,8 @@ sites = sa.Table(
     sa.Index("ix_sites_type_active", "type", "active"),
 )
 
-accounts = sa.Table(
+accounts = _table(
     "accounts",
-    metadata,
     sa.Column("id", sa.Uuid(), primary_key=True),
     sa.Column("group_id", sa.Uuid(), nullable=False),
     sa.Column("email", sa.String(320), nullable=False),
@@ -189,18 +179,16 @@ sa.Index(
     unique=True,
 )
 
-settings = sa.Table(
+settings = _table(
     "settings",
-    metadata,
     sa.Column("group", sa.String(100), primary_key=True),
     sa.Column("key", sa.String(200), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
 
-idempotency_keys = sa.Table(
+idempotency_keys = _table(
     "idempotency_keys",
-    metadata,
     sa.Column("principal", sa.String(64), primary_key=True),
     sa.Column("key", sa.String(200), primary_key=True),
     sa.Column("route", sa.String(200), nullable=False),
@@ -210,9 +198,8 @@ idempotency_keys = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
 )
 
-dispatcher_lease = sa.Table(
+dispatcher_lease = _table(
     "dispatcher_lease",
-    metadata,
     sa.Column("name", sa.String(50), primary_key=True),
     sa.Column("holder", sa.String(100), nullable=False),
     sa.Column("expires_at", UTCDateTime(), nullable=False),
@@ -221,9 +208,8 @@ dispatcher_lease = sa.Table(
 # --- history, written by triggers on links (migration 0005) -----------------------------------
 
 #: one row per claim of a link, ended by its next transition (see docs/guarantees.md)
-attempts = sa.Table(
+attempts = _table(
     "attempts",
-    metadata,
     sa.Column("link_id", sa.Uuid(), primary_key=True),
     sa.Column("number", sa.Integer, primary_key=True),
     sa.Column("phase", sa.String(10), nullable=False),
@@ -240,9 +226,8 @@ attempts = sa.Table(
 
 #: completions and failures per minute, by server (``kind`` 'server') and by request; rows of
 #: differences appended by the triggers, summed by readers, folded together by the leader
-throughput = sa.Table(
+throughput = _table(
     "throughput",
-    metadata,
     sa.Column("kind", sa.String(10), nullable=False),
     sa.Column("minute", UTCDateTime(), nullable=False),
     sa.Column("key", sa.Uuid(), nullable=False),
@@ -252,9 +237,8 @@ throughput = sa.Table(
 )
 
 #: links by (request, status), as rows of differences like ``throughput``
-link_counts = sa.Table(
+link_counts = _table(
     "link_counts",
-    metadata,
     sa.Column("request_id", sa.Uuid(), nullable=False),
     sa.Column("status", sa.String(20), nullable=False),
     sa.Column("n", sa.BigInteger, nullable=False),
@@ -262,9 +246,8 @@ link_counts = sa.Table(
 )
 
 # console sessions: the cookie holds a random id, only its SHA-256 digest is stored here
-ui_sessions = sa.Table(
+ui_sessions = _table(
     "ui_sessions",
-    metadata,
     sa.Column("id_hash", sa.String(64), primary_key=True),
     sa.Column("key_hash", sa.String(64), nullable=False),
     sa.Column("read_only", sa.Boolean, nullable=False),
@@ -277,9 +260,8 @@ ui_sessions = sa.Table(
 )
 
 # the acting dispatcher and the time of its last full tick (one row, shown by the console)
-dispatcher_ticks = sa.Table(
+dispatcher_ticks = _table(
     "dispatcher_ticks",
-    metadata,
     sa.Column("name", sa.String(50), primary_key=True),
     sa.Column("holder", sa.String(100), nullable=False),
     sa.Column("ticked_at", UTCDateTime(), nullable=False),
@@ -293,9 +275,8 @@ ARCHIVED_COLUMNS = tuple(c.name for c in links.columns if c.name != "password_en
 
 #: links of requests closed longer than ASSIGN_ARCHIVE_AFTER_DAYS ago, moved out of ``links``
 #: (no password, no foreign key: their servers may be gone); read where answers count them
-links_archive = sa.Table(
+links_archive = _table(
     "links_archive",
-    metadata,
     *(
         sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
         for c in links.columns

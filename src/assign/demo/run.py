@@ -202,30 +202,8 @@ class Demo:
         per_campaign = [{x["status"]: x["count"] for x in n["counts"]} for n in counts]
         links = dict(sum((collections.Counter(c) for c in per_campaign), collections.Counter()))
         completed = links.get("completed", 0)
-        self.history.append((now, completed))
-        oldest = self.history[0]
-        rate = (completed - oldest[1]) / (now - oldest[0]) if now > oldest[0] else 0.0
-        self.peak = max(self.peak, rate)
-        by_name = {s.name: s for s in self.fleet}
-        rows = []
-        for server in servers:
-            sim = by_name.get(server["name"])
-            rows.append(
-                view.ServerRow(
-                    server["name"], server["status"], server["active_tasks"],
-                    server["max_threads"], server["priority"],
-                    sim.tally.completed if sim else 0, sim.tally.failed if sim else 0,
-                    bool(sim and sim.dead),
-                    "entity, social only" if server["service_types"] else "",
-                )
-            )  # fmt: skip
-            if (
-                sim is not None
-                and sim is self.victim
-                and sim.dead
-                and server["status"] == "offline"
-            ):
-                self._note_offline(now)
+        rate = self._throughput(now, completed)
+        rows = self._server_rows(servers, now)
         return view.Frame(
             elapsed=now - started,
             links=stats["links"],
@@ -249,6 +227,39 @@ class Demo:
             pacing=f"cooldown {self.config.cooldown_seconds:g}s per posting account",
             events=self.events,
         )
+
+    def _throughput(self, now: float, completed: int) -> float:
+        """Links completed per second over the kept history (now included); the peak follows."""
+        self.history.append((now, completed))
+        oldest = self.history[0]
+        rate = (completed - oldest[1]) / (now - oldest[0]) if now > oldest[0] else 0.0
+        self.peak = max(self.peak, rate)
+        return rate
+
+    def _server_rows(self, servers: list[Server], now: float) -> list[view.ServerRow]:
+        """The tool servers as the frame shows them, with what each simulated one did; notes
+        when the killed server is seen offline."""
+        by_name = {s.name: s for s in self.fleet}
+        rows = []
+        for server in servers:
+            sim = by_name.get(server["name"])
+            rows.append(
+                view.ServerRow(
+                    server["name"], server["status"], server["active_tasks"],
+                    server["max_threads"], server["priority"],
+                    sim.tally.completed if sim else 0, sim.tally.failed if sim else 0,
+                    bool(sim and sim.dead),
+                    "entity, social only" if server["service_types"] else "",
+                )
+            )  # fmt: skip
+            if (
+                sim is not None
+                and sim is self.victim
+                and sim.dead
+                and server["status"] == "offline"
+            ):
+                self._note_offline(now)
+        return rows
 
     def _maybe_kill(self, frame: view.Frame) -> None:
         victim = self.victim

@@ -63,7 +63,15 @@ def _state(status: str) -> Text:
 
 
 def render(frame: Frame) -> RenderableType:
-    head = Text.assemble(
+    parts: list[RenderableType] = [_head(frame), _link_states(frame), Text(""), _campaigns(frame),
+                                   Text(""), _fleet(frame), _servers(frame), Text(""),
+                                   _dispatcher(frame)]  # fmt: skip
+    parts.extend(Text(event, style="italic yellow") for event in frame.events[-4:])
+    return Panel(Group(*parts), border_style="blue")
+
+
+def _head(frame: Frame) -> Text:
+    return Text.assemble(
         ("Assign demo", "bold"),
         f"  {frame.elapsed:5.1f}s   ",
         ("throughput ", "dim"),
@@ -73,11 +81,17 @@ def render(frame: Frame) -> RenderableType:
         (" on average   ", "dim"),
         (frame.pacing, "dim"),
     )
+
+
+def _link_states(frame: Frame) -> Text:
     states = Text("links  ")
     for state in LINK_STATES:
         states.append(f"{state} ", style=STATE_STYLES[state])
         states.append(f"{frame.links.get(state, 0):<7}", style="bold")
+    return states
 
+
+def _campaigns(frame: Frame) -> Table:
     campaigns = Table(box=None, expand=False, pad_edge=False)
     for column in ("campaign", "type", "prio", "accounts", "status", "progress", "done",
                    "pending", "in flight", "failed"):  # fmt: skip
@@ -91,7 +105,10 @@ def render(frame: Frame) -> RenderableType:
             f"{c.done}/{c.total}", str(c.counts.get("pending", 0)), str(in_flight),
             str(c.counts.get("failed", 0)),
         )  # fmt: skip
+    return campaigns
 
+
+def _servers(frame: Frame) -> Table:
     servers = Table(box=None, expand=False, pad_edge=False)
     for column in ("server", "prio", "status", "load", "tasks", "completed", "failed", ""):
         servers.add_column(column, justify="left" if column in ("server", "load", "") else "right")
@@ -103,9 +120,12 @@ def render(frame: Frame) -> RenderableType:
             f"{s.active_tasks}/{s.max_threads}", str(s.completed), str(s.failed),
             Text(s.note, style="dim"),
         )  # fmt: skip
+    return servers
 
+
+def _dispatcher(frame: Frame) -> Text:
     counter = frame.counters
-    dispatcher = Text.assemble(
+    return Text.assemble(
         ("dispatcher  ", "bold"),
         f"dispatched {counter.get('assign_links_dispatched_total', 0):.0f}  ",
         f"retried {counter.get('assign_links_retried_total', 0):.0f}  ",
@@ -113,6 +133,9 @@ def render(frame: Frame) -> RenderableType:
         f"held back by rate limits {counter.get('assign_links_held_back_total', 0):.0f}  ",
         f"exhausted {counter.get('assign_links_exhausted_total', 0):.0f}",
     )
+
+
+def _fleet(frame: Frame) -> Text:
     fleet = Text("servers  ")
     for state in ("online", "offline", "maintenance"):
         if frame.servers_by_state.get(state):
@@ -124,10 +147,7 @@ def render(frame: Frame) -> RenderableType:
     )
     if used is not None and slots:
         fleet.append(f"slots in use {used}/{slots}", style="dim")
-    parts: list[RenderableType] = [head, states, Text(""), campaigns, Text(""), fleet, servers,
-                                   Text(""), dispatcher]  # fmt: skip
-    parts.extend(Text(event, style="italic yellow") for event in frame.events[-4:])
-    return Panel(Group(*parts), border_style="blue")
+    return fleet
 
 
 @dataclass

@@ -6,6 +6,8 @@ import asyncio
 import logging
 import signal
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from assign import metrics
 from assign.db.engine import DatabaseUnavailable
@@ -28,15 +30,24 @@ PRUNE_SECONDS = 60.0
 COMPACT_SECONDS = 10.0
 
 
+@dataclass
+class _Leading:
+    """What the loop keeps from one tick as the leader to the next: the connection it listens
+    on for new work, and when (``time.monotonic()``) it last did each periodic step."""
+
+    listening_on: Any = None
+    last_full: float = 0.0
+    last_compact: float = 0.0
+    last_prune: float = 0.0
+    last_gauge: float = 0.0
+
+
 async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set; a tick in progress finishes first."""
     interval = ctx.settings.dispatch_interval
     leadership = Leadership(ctx, lease_seconds=max(5.0, 3 * interval))
-    listening_on = None
-    last_gauge = 0.0
-    last_full = 0.0
+    leading = _Leading()
     was_leader = False
-    last_prune = last_compact = 0.0
     log.info("dispatcher started", extra={"holder": leadership.holder, "interval": interval})
     try:
         while not stop.is_set():
@@ -49,38 +60,14 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
                     events.log_leadership(leadership.holder, leader=leader)
                     was_leader = leader
                 if leader:
-                    raw = await leadership.raw_connection()
-                    if raw is not None and raw is not listening_on:
-                        await raw.add_listener(WAKE_CHANNEL, lambda *_: ctx.wake.set())
-                        listening_on = raw
-                    started = time.perf_counter()
-                    # the housekeeping steps run once an interval; a wake-up only places work
-                    full = time.monotonic() - last_full >= interval
-                    report = await leadership.keep_during(
-                        tick(ctx, steps=STEPS if full else PROMPT_STEPS)
-                    )
-                    if full:
-                        last_full = time.monotonic()
-                        await leadership.record_tick(ctx.clock.now())
-                    elapsed = time.perf_counter() - started
-                    metrics.tick_seconds.observe(elapsed)
-                    events.log_tick(report, seconds=elapsed, full=full)
-                    busy = report.busy
-                    if full and time.monotonic() - last_compact > COMPACT_SECONDS:
-                        await history.compact(ctx)
-                        last_compact = time.monotonic()
-                    if full and time.monotonic() - last_prune > PRUNE_SECONDS:
-                        await history.prune(ctx)
-                        last_prune = time.monotonic()
-                    if time.monotonic() - last_gauge > GAUGE_SECONDS:
-                        await refresh_gauge(ctx)
-                        last_gauge = time.monotonic()
+                    busy, full = await _tick(ctx, leadership, leading, interval)
+                    await _upkeep(ctx, leading, full=full)
             except (DatabaseUnavailable, OSError) as exc:
                 log.warning(
                     "dispatcher tick skipped: database unavailable",
                     extra={"error": type(exc).__name__},
                 )
-                listening_on = None
+                leading.listening_on = None
             except Exception:
                 log.exception("dispatcher tick failed")
             await _pause(ctx, stop, 0 if busy else interval)
@@ -90,6 +77,42 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
         if was_leader:
             events.log_leadership(leadership.holder, leader=False)
         log.info("dispatcher stopped", extra={"holder": leadership.holder})
+
+
+async def _tick(
+    ctx: Context, leadership: Leadership, leading: _Leading, interval: float
+) -> tuple[bool, bool]:
+    """One tick as the leader, listening for new work first: whether it was busy, and whether
+    it was a full tick (every step, once an interval)."""
+    raw = await leadership.raw_connection()
+    if raw is not None and raw is not leading.listening_on:
+        await raw.add_listener(WAKE_CHANNEL, lambda *_: ctx.wake.set())
+        leading.listening_on = raw
+    started = time.perf_counter()
+    # the housekeeping steps run once an interval; a wake-up only places work
+    full = time.monotonic() - leading.last_full >= interval
+    report = await leadership.keep_during(tick(ctx, steps=STEPS if full else PROMPT_STEPS))
+    if full:
+        leading.last_full = time.monotonic()
+        await leadership.record_tick(ctx.clock.now())
+    elapsed = time.perf_counter() - started
+    metrics.tick_seconds.observe(elapsed)
+    events.log_tick(report, seconds=elapsed, full=full)
+    return report.busy, full
+
+
+async def _upkeep(ctx: Context, leading: _Leading, *, full: bool) -> None:
+    """The leader's periodic upkeep after a tick: fold and prune the history (after a full
+    tick, each at its own pace), refresh the gauges."""
+    if full and time.monotonic() - leading.last_compact > COMPACT_SECONDS:
+        await history.compact(ctx)
+        leading.last_compact = time.monotonic()
+    if full and time.monotonic() - leading.last_prune > PRUNE_SECONDS:
+        await history.prune(ctx)
+        leading.last_prune = time.monotonic()
+    if time.monotonic() - leading.last_gauge > GAUGE_SECONDS:
+        await refresh_gauge(ctx)
+        leading.last_gauge = time.monotonic()
 
 
 async def _pause(ctx: Context, stop: asyncio.Event, seconds: float) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TypedDict
 
 
 @dataclass(frozen=True)
@@ -21,3 +22,13 @@ class LinkFilter:
     @property
     def is_empty(self) -> bool:
         return self == LinkFilter()
+
+
+class LinkScope(TypedDict):
+    """What the worker API's link listings (``GET /links``, stale or not) narrow by, passed on
+    from the route to the query as keyword arguments."""
+
+    service_type: str | None
+    request_id: uuid.UUID | None
+    server_id: uuid.UUID | None
+    limit: int

@@ -9,9 +9,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db import tables, views
+from assign.db.repositories import by_id
 from assign.db.repositories import catalog as repo
-from assign.errors import Conflict, NotFound
+from assign.errors import Conflict, NotFound, existing
 from assign.security import keys
+from assign.services import reads
 from assign.services.context import Context
 
 
@@ -21,17 +23,7 @@ async def create_site(ctx: Context, *, values: dict[str, Any]) -> dict[str, Any]
     return views.site(await ctx.db.run(lambda conn: repo.insert_site(conn, values)))
 
 
-async def list_sites(
-    ctx: Context,
-    *,
-    site_type: str | None,
-    active: bool | None,
-    ids: list[uuid.UUID] | None,
-    limit: int,
-) -> list[dict[str, Any]]:
-    async with ctx.db.read() as conn:
-        rows = await repo.list_sites(conn, site_type=site_type, active=active, ids=ids, limit=limit)
-    return [views.site(r) for r in rows]
+list_sites = reads.listing(repo.list_sites, views.site)
 
 
 async def update_site(
@@ -39,13 +31,11 @@ async def update_site(
 ) -> dict[str, Any]:
     values = {**changes, "updated_at": ctx.clock.now()}
     row = await ctx.db.run(lambda conn: repo.update_site(conn, site_id, values))
-    if row is None:
-        raise NotFound("Site not found")
-    return views.site(row)
+    return views.site(existing(row, "Site not found"))
 
 
 async def delete_site(ctx: Context, *, site_id: uuid.UUID) -> None:
-    if not await ctx.db.run(lambda conn: repo.delete_row(conn, tables.sites, site_id)):
+    if not await ctx.db.run(lambda conn: by_id.delete(conn, tables.sites, site_id)):
         raise NotFound("Site not found")
 
 
@@ -106,14 +96,11 @@ async def update_account(
         except IntegrityError:
             raise Conflict(DUPLICATE_ACCOUNT) from None
 
-    row = await ctx.db.run(work)
-    if row is None:
-        raise NotFound("Account not found")
-    return views.account(row)
+    return views.account(existing(await ctx.db.run(work), "Account not found"))
 
 
 async def delete_account(ctx: Context, *, account_id: uuid.UUID) -> None:
-    if not await ctx.db.run(lambda conn: repo.delete_row(conn, tables.accounts, account_id)):
+    if not await ctx.db.run(lambda conn: by_id.delete(conn, tables.accounts, account_id)):
         raise NotFound("Account not found")
 
 

@@ -4,8 +4,9 @@ and bulk retry and cancel, each one set-based statement in one transaction."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -52,33 +53,49 @@ def _by_counts(match: LinkFilter) -> bool:
     return match == LinkFilter(statuses=match.statuses, request_id=match.request_id)
 
 
-async def retry(
-    ctx: Context, *, match: LinkFilter | None, link_ids: Sequence[uuid.UUID] | None
-) -> int:
+class BulkAction(Protocol):
+    """A bulk action of the console over the links chosen by a filter or by id; how many it
+    changed."""
+
+    async def __call__(
+        self, ctx: Context, *, match: LinkFilter | None, link_ids: Sequence[uuid.UUID] | None
+    ) -> int: ...
+
+
+def _bulk_action(
+    act: Callable[[Context, AsyncConnection, Any, datetime], Awaitable[int]],
+) -> BulkAction:
+    """The bulk action that runs ``act(ctx, conn, chosen, now)`` in one transaction, ``chosen``
+    the condition of the links picked."""
+
+    async def run(
+        ctx: Context, *, match: LinkFilter | None, link_ids: Sequence[uuid.UUID] | None
+    ) -> int:
+        chosen = repo.chosen(match, link_ids)
+        now = ctx.clock.now()
+        return await ctx.db.run(lambda conn: act(ctx, conn, chosen, now))
+
+    run.__doc__ = act.__doc__
+    return run
+
+
+async def _retry(ctx: Context, conn: AsyncConnection, chosen: Any, now: datetime) -> int:
     """Retry the retryable failed links (of open requests) among those chosen; how many."""
-    now = ctx.clock.now()
-
-    async def work(conn: AsyncConnection) -> int:
-        moved = await repo.retry(conn, repo.chosen(match, link_ids), now)
-        if moved:
-            await wake.notify(ctx, conn)
-        return moved
-
-    return await ctx.db.run(work)
+    moved = await repo.retry(conn, chosen, now)
+    if moved:
+        await wake.notify(ctx, conn)
+    return moved
 
 
-async def cancel(
-    ctx: Context, *, match: LinkFilter | None, link_ids: Sequence[uuid.UUID] | None
-) -> int:
+async def _cancel(ctx: Context, conn: AsyncConnection, chosen: Any, now: datetime) -> int:
     """Cancel the unfinished links among those chosen, freeing their slots; how many."""
-    now = ctx.clock.now()
+    groups = await repo.cancel(conn, chosen, now)
+    # links first, then servers: the project's lock order
+    await servers_repo.add_tasks(
+        conn, [(server_id, -n) for server_id, status, n in groups if status in IN_FLIGHT]
+    )
+    return sum(n for _, _, n in groups)
 
-    async def work(conn: AsyncConnection) -> int:
-        groups = await repo.cancel(conn, repo.chosen(match, link_ids), now)
-        # links first, then servers: the project's lock order
-        await servers_repo.add_tasks(
-            conn, [(server_id, -n) for server_id, status, n in groups if status in IN_FLIGHT]
-        )
-        return sum(n for _, _, n in groups)
 
-    return await ctx.db.run(work)
+retry = _bulk_action(_retry)
+cancel = _bulk_action(_cancel)

@@ -6,7 +6,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -18,10 +18,11 @@ from assign.db.repositories import catalog as catalog_repo
 from assign.db.repositories import links as repo
 from assign.db.repositories import requests as requests_repo
 from assign.db.repositories import servers as servers_repo
+from assign.domain.filters import LinkScope
 from assign.domain.ratelimit import start_of_day
 from assign.domain.states import ASSIGN_SERVICE, LinkStatus, Phase, ServerStatus, is_closed
-from assign.errors import Conflict, InvalidInput, NotFound
-from assign.services import wake
+from assign.errors import Conflict, InvalidInput, NotFound, existing
+from assign.services import reads, wake
 from assign.services.context import Context
 
 
@@ -158,60 +159,28 @@ def _check_references(
 
 
 async def list_links(
-    ctx: Context,
-    *,
-    statuses: list[str],
-    service_type: str | None,
-    request_id: uuid.UUID | None,
-    server_id: uuid.UUID | None,
-    limit: int,
+    ctx: Context, *, statuses: list[str], **scope: Unpack[LinkScope]
 ) -> list[dict[str, Any]] | JSONArray:
     """The links as dicts, or on PostgreSQL already encoded as a JSON array by the database."""
     async with ctx.db.read() as conn:
         find = repo.link_listing(conn)  # on PostgreSQL, encoded by the database
-        found = await find(
-            conn,
-            statuses=statuses,
-            service_type=service_type,
-            request_id=request_id,
-            server_id=server_id,
-            limit=limit,
-        )
+        found = await find(conn, statuses=statuses, **scope)
     if isinstance(found, JSONArray):
         return found
     return [views.link(r) for r in found]
 
 
+_stale = reads.listing(repo.list_stale, views.link)
+
+
 async def list_stale(
-    ctx: Context,
-    *,
-    timeout_minutes: float,
-    service_type: str | None,
-    request_id: uuid.UUID | None,
-    server_id: uuid.UUID | None,
-    limit: int,
+    ctx: Context, *, timeout_minutes: float, **scope: Unpack[LinkScope]
 ) -> list[dict[str, Any]]:
     before = ctx.clock.now() - timedelta(minutes=timeout_minutes)
-    async with ctx.db.read() as conn:
-        rows = await repo.list_stale(
-            conn,
-            started_before=before,
-            service_type=service_type,
-            request_id=request_id,
-            server_id=server_id,
-            limit=limit,
-        )
-    return [views.link(r) for r in rows]
+    return await _stale(ctx, started_before=before, **scope)
 
 
-async def list_retryable(
-    ctx: Context, *, service_type: str | None, request_id: uuid.UUID | None, limit: int
-) -> list[dict[str, Any]]:
-    async with ctx.db.read() as conn:
-        rows = await repo.list_retryable(
-            conn, service_type=service_type, request_id=request_id, limit=limit
-        )
-    return [views.link(r) for r in rows]
+list_retryable = reads.listing(repo.list_retryable, views.link)
 
 
 async def assign_link(ctx: Context, *, link_id: uuid.UUID, server_id: uuid.UUID) -> dict[str, Any]:
@@ -322,6 +291,4 @@ def archive_added(stats: dict[str, Any], archived: dict[str, Any]) -> dict[str, 
 async def get_link(ctx: Context, *, link_id: uuid.UUID) -> dict[str, Any]:
     async with ctx.db.read() as conn:
         row = await repo.get(conn, link_id)
-    if row is None:
-        raise NotFound("Link not found")
-    return views.link(row)
+    return views.link(existing(row, "Link not found"))

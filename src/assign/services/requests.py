@@ -23,7 +23,8 @@ from assign.domain.states import (
     is_closed,
     request_timestamps,
 )
-from assign.errors import NotFound
+from assign.errors import NotFound, existing
+from assign.services import reads
 from assign.services.context import Context
 
 
@@ -51,47 +52,11 @@ async def create_request(ctx: Context, *, values: dict[str, Any]) -> dict[str, A
 async def get_request(ctx: Context, *, request_id: uuid.UUID) -> dict[str, Any]:
     async with ctx.db.read() as conn:
         row = await repo.get(conn, request_id)
-    if row is None:
-        raise NotFound("Request not found")
-    return views.request(row)
+    return views.request(existing(row, "Request not found"))
 
 
-async def list_requests(
-    ctx: Context,
-    *,
-    statuses: list[str],
-    service_type: str | None,
-    type_request: str | None,
-    limit: int,
-) -> list[dict[str, Any]]:
-    async with ctx.db.read() as conn:
-        rows = await repo.list_requests(
-            conn,
-            statuses=statuses,
-            service_type=service_type,
-            type_request=type_request,
-            limit=limit,
-        )
-    return [views.request(r) for r in rows]
-
-
-async def list_completable(
-    ctx: Context,
-    *,
-    statuses: list[str],
-    service_type: str | None,
-    no_active_links: bool,
-    limit: int,
-) -> list[dict[str, Any]]:
-    async with ctx.db.read() as conn:
-        rows = await repo.list_completable(
-            conn,
-            statuses=statuses,
-            service_type=service_type,
-            no_active_links=no_active_links,
-            limit=limit,
-        )
-    return [views.request(r) for r in rows]
+list_requests = reads.listing(repo.list_requests, views.request)
+list_completable = reads.listing(repo.list_completable, views.request)
 
 
 async def count_links(ctx: Context, *, request_id: uuid.UUID) -> dict[str, Any]:

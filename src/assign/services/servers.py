@@ -10,7 +10,7 @@ from assign.db import views
 from assign.db.json import JSONArray
 from assign.db.repositories import servers as repo
 from assign.domain.states import ASSIGN_SERVICE, LinkStatus, ServerStatus
-from assign.errors import Conflict, NotFound
+from assign.errors import Conflict, NotFound, existing
 from assign.security import keys
 from assign.services import wake
 from assign.services.context import Context
@@ -84,9 +84,7 @@ async def list_available(
 async def get_server(ctx: Context, *, server_id: uuid.UUID) -> dict[str, Any]:
     async with ctx.db.read() as conn:
         row = await repo.get(conn, server_id)
-    if row is None:
-        raise NotFound("Server not found")
-    return views.server(row)
+    return views.server(existing(row, "Server not found"))
 
 
 async def _set_status(

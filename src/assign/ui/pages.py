@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, cast
 
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
@@ -17,6 +20,7 @@ from assign.ui.auth import Viewer
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
+P = ParamSpec("P")
 
 
 def failed(request: Request, session: Session, exc: AppError) -> Response:
@@ -27,6 +31,23 @@ def failed(request: Request, session: Session, exc: AppError) -> Response:
         title="Not found" if exc.status_code == 404 else "Not shown", message=exc.message,
         fields=fields,
     )  # fmt: skip
+
+
+def shows_errors(
+    page: Callable[P, Awaitable[Response]],
+) -> Callable[P, Awaitable[Response]]:
+    """``page``, with an ``AppError`` it raises (a bad filter, an unknown id) shown by
+    :func:`failed`."""
+
+    @functools.wraps(page)
+    async def shown(*args: P.args, **kwargs: P.kwargs) -> Response:
+        try:
+            return await page(*args, **kwargs)
+        except AppError as exc:
+            # FastAPI passes a route's parameters by name
+            return failed(cast(Request, kwargs["request"]), cast(Session, kwargs["session"]), exc)
+
+    return shown
 
 
 @router.get("/ui")
@@ -55,30 +76,26 @@ async def servers_list(request: Request, session: Viewer) -> Response:
 
 
 @router.get("/ui/servers/{server_id}")
+@shows_errors
 async def server_detail(request: Request, session: Viewer, server_id: str) -> Response:
-    try:
-        data = await console.server_page(
-            request.app.state.ctx, server_id=_path_id(server_id, "server_id")
-        )
-    except AppError as exc:
-        return failed(request, session, exc)
+    data = await console.server_page(
+        request.app.state.ctx, server_id=_path_id(server_id, "server_id")
+    )
     return render.page(request, "server.html", session=session, **data)
 
 
 @router.get("/ui/requests")
+@shows_errors
 async def requests_list(request: Request, session: Viewer) -> Response:
     params = request.query_params
-    try:
-        items, next_after = await console.requests_page(
-            request.app.state.ctx,
-            statuses=parse_statuses(params.get("status"), RequestStatus) or [],
-            service_type=parse_choice(params.get("service_type"), SERVICE_TYPES, "service_type"),
-            name=filters.text(params.get("name"), "name"),
-            after=filters.one_id(params.get("after"), "after"),
-            limit=PAGE_SIZE,
-        )
-    except AppError as exc:
-        return failed(request, session, exc)
+    items, next_after = await console.requests_page(
+        request.app.state.ctx,
+        statuses=parse_statuses(params.get("status"), RequestStatus) or [],
+        service_type=parse_choice(params.get("service_type"), SERVICE_TYPES, "service_type"),
+        name=filters.text(params.get("name"), "name"),
+        after=filters.one_id(params.get("after"), "after"),
+        limit=PAGE_SIZE,
+    )
     kept = {k: params[k] for k in ("status", "service_type", "name") if params.get(k)}
     return render.page(
         request, "requests.html", session=session, requests=items, next_after=next_after,
@@ -87,16 +104,14 @@ async def requests_list(request: Request, session: Viewer) -> Response:
 
 
 @router.get("/ui/requests/{request_id}")
+@shows_errors
 async def request_detail(request: Request, session: Viewer, request_id: str) -> Response:
     ctx = request.app.state.ctx
-    try:
-        rid = _path_id(request_id, "request_id")
-        data = await console.request_page(ctx, request_id=rid)
-        items, next_after = await link_sets.list_page(
-            ctx, match=filters.LinkFilter(request_id=rid), after=None, limit=PAGE_SIZE
-        )
-    except AppError as exc:
-        return failed(request, session, exc)
+    rid = _path_id(request_id, "request_id")
+    data = await console.request_page(ctx, request_id=rid)
+    items, next_after = await link_sets.list_page(
+        ctx, match=filters.LinkFilter(request_id=rid), after=None, limit=PAGE_SIZE
+    )
     return render.page(
         request, "request.html", session=session, links=items, more=next_after is not None,
         statuses=filters.LINK_STATUSES, **data,
@@ -104,16 +119,14 @@ async def request_detail(request: Request, session: Viewer, request_id: str) -> 
 
 
 @router.get("/ui/links")
+@shows_errors
 async def links_list(request: Request, session: Viewer) -> Response:
     params = request.query_params
-    try:
-        match = filters.link_filter(params)
-        after = filters.one_id(params.get("after"), "after")
-        items, next_after = await link_sets.list_page(
-            request.app.state.ctx, match=match, after=after, limit=PAGE_SIZE
-        )
-    except AppError as exc:
-        return failed(request, session, exc)
+    match = filters.link_filter(params)
+    after = filters.one_id(params.get("after"), "after")
+    items, next_after = await link_sets.list_page(
+        request.app.state.ctx, match=match, after=after, limit=PAGE_SIZE
+    )
     return render.page(
         request, "links.html", session=session, links=items, next_after=next_after,
         params=filters.filter_params(params), labels=filters.LINK_FILTERS,
@@ -122,31 +135,27 @@ async def links_list(request: Request, session: Viewer) -> Response:
 
 
 @router.get("/ui/links/{link_id}")
+@shows_errors
 async def link_detail(request: Request, session: Viewer, link_id: str) -> Response:
     ctx = request.app.state.ctx
-    try:
-        lid = _path_id(link_id, "link_id")
-        link = await history.get_link(ctx, link_id=lid)
-        why = await explain.explain_link(ctx, link_id=lid)
-    except AppError as exc:
-        return failed(request, session, exc)
+    lid = _path_id(link_id, "link_id")
+    link = await history.get_link(ctx, link_id=lid)
+    why = await explain.explain_link(ctx, link_id=lid)
     return render.page(
         request, "link.html", session=session, link=link, attempts=link["attempts"], explain=why
     )
 
 
 @router.get("/ui/accounts")
+@shows_errors
 async def accounts_list(request: Request, session: Viewer) -> Response:
     params = request.query_params
-    try:
-        items, next_after = await console.accounts_page(
-            request.app.state.ctx,
-            group_id=filters.one_id(params.get("group_id"), "group_id"),
-            after=filters.one_id(params.get("after"), "after"),
-            limit=PAGE_SIZE,
-        )
-    except AppError as exc:
-        return failed(request, session, exc)
+    items, next_after = await console.accounts_page(
+        request.app.state.ctx,
+        group_id=filters.one_id(params.get("group_id"), "group_id"),
+        after=filters.one_id(params.get("after"), "after"),
+        limit=PAGE_SIZE,
+    )
     kept = {"group_id": params["group_id"]} if params.get("group_id") else {}
     return render.page(
         request, "accounts.html", session=session, accounts=items, next_after=next_after,

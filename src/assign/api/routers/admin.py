@@ -5,22 +5,21 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path
 from pydantic import BaseModel
 
-from assign.api import idempotency, responses
+from assign.api import responses
 from assign.api.deps import (
-    LIMIT_QUERY_EXTRA,
-    Caller,
     Ctx,
-    choice_query,
+    Limit,
+    ServiceTypeQ,
     clamp_limit,
     parse_choice,
     parse_statuses,
     secured,
     status_query,
 )
-from assign.api.idempotency import IdempotencyKey
+from assign.api.idempotency import Once
 from assign.api.responses import JSON
 from assign.api.schemas import history as history_out
 from assign.api.schemas import inputs
@@ -36,14 +35,6 @@ router = APIRouter(
     responses=error_responses(400, 401, 429, 503),
 )
 NotFound = error_responses(404)
-Limit = Annotated[
-    int,
-    Query(
-        description="default 100, at least 1, at most 1000 (larger is clamped)",
-        json_schema_extra=LIMIT_QUERY_EXTRA,
-    ),
-]
-ServiceTypeQ = Annotated[str | None, choice_query(SERVICE_TYPES)]
 #: a settings group name, as stored (at most 100 characters)
 Group = Annotated[str, Path(min_length=1, max_length=100)]
 
@@ -69,17 +60,8 @@ def _changes(body: BaseModel) -> dict[str, Any]:
     summary="Create a server and its API key (shown once)",
     response_model=ItemOut[out.ServerWithKeyOut],
 )
-async def create_server(
-    body: inputs.ServerCreateIn,
-    ctx: Ctx,
-    caller: Caller,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> JSON:
-    async def call() -> dict[str, Any]:
-        return {"success": True, "data": await servers.create_server(ctx, **body.model_dump())}
-
-    return await idempotency.respond(ctx, request, caller, idempotency_key, call, 201)
+async def create_server(body: inputs.ServerCreateIn, once: Once) -> JSON:
+    return await once.created(lambda ctx: servers.create_server(ctx, **body.model_dump()))
 
 
 @router.get("/servers", summary="All servers", response_model=ListOut[out.ServerOut])
@@ -140,20 +122,8 @@ async def delete_server(ctx: Ctx, server_id: uuid.UUID) -> JSON:
     summary="Create a request",
     response_model=ItemOut[history_out.RequestWithEtaOut],
 )
-async def create_request(
-    body: inputs.RequestCreateIn,
-    ctx: Ctx,
-    caller: Caller,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> JSON:
-    async def call() -> dict[str, Any]:
-        return {
-            "success": True,
-            "data": await eta.create_request(ctx, values=body.model_dump()),
-        }
-
-    return await idempotency.respond(ctx, request, caller, idempotency_key, call, 201)
+async def create_request(body: inputs.RequestCreateIn, once: Once) -> JSON:
+    return await once.created(lambda ctx: eta.create_request(ctx, values=body.model_dump()))
 
 
 @router.get("/requests", summary="Requests", response_model=ListOut[history_out.RequestWithEtaOut])
@@ -200,17 +170,8 @@ async def update_request(ctx: Ctx, request_id: uuid.UUID, body: inputs.RequestPa
 @router.post(
     "/sites", status_code=201, summary="Create a site", response_model=ItemOut[out.SiteOut]
 )
-async def create_site(
-    body: inputs.SiteCreateIn,
-    ctx: Ctx,
-    caller: Caller,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> JSON:
-    async def call() -> dict[str, Any]:
-        return {"success": True, "data": await catalog.create_site(ctx, values=body.model_dump())}
-
-    return await idempotency.respond(ctx, request, caller, idempotency_key, call, 201)
+async def create_site(body: inputs.SiteCreateIn, once: Once) -> JSON:
+    return await once.created(lambda ctx: catalog.create_site(ctx, values=body.model_dump()))
 
 
 @router.get("/sites", summary="Sites", response_model=ListOut[out.SiteOut])
@@ -254,20 +215,8 @@ async def delete_site(ctx: Ctx, site_id: uuid.UUID) -> JSON:
     summary="Create a posting account",
     response_model=ItemOut[out.AccountOut],
 )
-async def create_account(
-    body: inputs.AccountCreateIn,
-    ctx: Ctx,
-    caller: Caller,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> JSON:
-    async def call() -> dict[str, Any]:
-        return {
-            "success": True,
-            "data": await catalog.create_account(ctx, values=body.model_dump()),
-        }
-
-    return await idempotency.respond(ctx, request, caller, idempotency_key, call, 201)
+async def create_account(body: inputs.AccountCreateIn, once: Once) -> JSON:
+    return await once.created(lambda ctx: catalog.create_account(ctx, values=body.model_dump()))
 
 
 @router.get(

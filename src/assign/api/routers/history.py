@@ -20,6 +20,19 @@ router = APIRouter(
     dependencies=secured,
     responses=error_responses(400, 401, 429, 503),
 )
+#: how many minutes of throughput (the current one included)
+Minutes = Annotated[
+    int,
+    Query(
+        description="how far back, the current minute included (at most ASSIGN_HISTORY_DAYS)",
+        json_schema_extra={"minimum": 1},
+    ),
+]
+#: throughput by server or by request
+By = Annotated[
+    str,
+    Query(description="`server` or `request`", json_schema_extra={"pattern": "^(server|request)$"}),
+]
 
 
 @router.get(
@@ -47,20 +60,5 @@ async def explain_link(ctx: Ctx, link_id: uuid.UUID) -> JSON:
     summary="Completed and failed links per minute, by server or by request",
     response_model=ListOut[out.ThroughputOut],
 )
-async def get_throughput(
-    ctx: Ctx,
-    minutes: Annotated[
-        int,
-        Query(
-            description="how far back, the current minute included (at most ASSIGN_HISTORY_DAYS)",
-            json_schema_extra={"minimum": 1},
-        ),
-    ] = 60,
-    by: Annotated[
-        str,
-        Query(
-            description="`server` or `request`", json_schema_extra={"pattern": "^(server|request)$"}
-        ),
-    ] = "server",
-) -> JSON:
+async def get_throughput(ctx: Ctx, minutes: Minutes = 60, by: By = "server") -> JSON:
     return responses.listing(await history.throughput(ctx, minutes=minutes, by=by))

@@ -11,6 +11,8 @@ from assign.api import responses
 from assign.api.deps import (
     IDS_PATTERN,
     Ctx,
+    Limit,
+    ServiceTypeQ,
     clamp_limit,
     parse_ids,
     parse_statuses,
@@ -21,9 +23,7 @@ from assign.api.deps import (
 from assign.api.responses import JSON
 from assign.api.routers import worker_links
 from assign.api.routers.worker_params import (
-    Limit,
     NotFound,
-    ServiceTypeQ,
     minutes,
     service_type_of,
 )

@@ -5,22 +5,29 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Query
 
-from assign.api import bulk_body, idempotency, responses
-from assign.api.deps import Caller, Ctx, clamp_limit, parse_statuses, required_query, status_query
-from assign.api.idempotency import IdempotencyKey
+from assign.api import bulk_body, responses
+from assign.api.deps import (
+    Ctx,
+    Limit,
+    ServiceTypeQ,
+    clamp_limit,
+    parse_statuses,
+    required_query,
+    status_query,
+)
+from assign.api.idempotency import Once
 from assign.api.responses import JSON
 from assign.api.routers.worker_params import (
     Conflict,
-    Limit,
-    ServiceTypeQ,
     minutes,
     service_type_of,
 )
 from assign.api.schemas import inputs
 from assign.api.schemas import resources as out
 from assign.api.schemas.common import ItemOut, ListOut, UpdatedOut
+from assign.domain.filters import LinkScope
 from assign.domain.states import LinkStatus
 from assign.errors import InvalidInput
 from assign.services import links
@@ -47,26 +54,19 @@ async def list_links(
     limit: Limit = 100,
 ) -> JSON:
     kind = service_type_of(service_type)
-    if stale:
-        items = await links.list_stale(
-            ctx,
-            timeout_minutes=timeout_minutes,
-            service_type=kind,
-            request_id=request_id,
-            server_id=server_id,
-            limit=clamp_limit(limit),
-        )
+    # a stale listing reads no status (not even a malformed one)
+    statuses = None if stale else parse_statuses(status, LinkStatus) or ["pending"]
+    scope: LinkScope = {
+        "service_type": kind,
+        "request_id": request_id,
+        "server_id": server_id,
+        "limit": clamp_limit(limit),
+    }
+    if statuses is None:
+        items = await links.list_stale(ctx, timeout_minutes=timeout_minutes, **scope)
         return responses.listing(items)
-    statuses = parse_statuses(status, LinkStatus) or ["pending"]
-    found = await links.list_links(  # on PostgreSQL, encoded already
-        ctx,
-        statuses=statuses,
-        service_type=kind,
-        request_id=request_id,
-        server_id=server_id,
-        limit=clamp_limit(limit),
-    )
-    return responses.listing(found)
+    # on PostgreSQL, encoded already
+    return responses.listing(await links.list_links(ctx, statuses=statuses, **scope))
 
 
 @router.put(
@@ -136,19 +136,14 @@ async def account_stats(
     response_model=out.CreatedOut,
     openapi_extra=bulk_body.OPENAPI_BODY,
 )
-async def create_links(
-    ctx: Ctx,
-    caller: Caller,
-    request: Request,
-    idempotency_key: IdempotencyKey = None,
-) -> JSON:
+async def create_links(once: Once) -> JSON:
     # the body (inputs.LinksBulkIn) is read here, in one pass when it can be: see bulk_body
-    items = await bulk_body.read_links(request)
+    items = await bulk_body.read_links(once.request)
 
     async def call() -> dict[str, Any]:
-        return {"success": True, "created": await links.create_links(ctx, items=items)}
+        return {"success": True, "created": await links.create_links(once.ctx, items=items)}
 
-    return await idempotency.respond(ctx, request, caller, idempotency_key, call)
+    return await once.respond(call)
 
 
 @router.put(

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import Query
 
-from assign.api.deps import LIMIT_QUERY_EXTRA, MAX_MINUTES, choice_query, parse_choice
+from assign.api.deps import MAX_MINUTES, parse_choice
 from assign.api.schemas.common import error_responses
 from assign.domain.states import SERVICE_TYPES
 
 NotFound = error_responses(404)
 Conflict = error_responses(404, 409)
-Limit = Annotated[
-    int,
-    Query(
-        description="default 100, at least 1, at most 1000 (larger is clamped)",
-        json_schema_extra=LIMIT_QUERY_EXTRA,
-    ),
-]
-ServiceTypeQ = Annotated[str | None, choice_query(SERVICE_TYPES)]
 
 
 def minutes(description: str) -> Any:

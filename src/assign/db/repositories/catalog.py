@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from assign.db.repositories import by_id
 from assign.db.tables import accounts, admin_keys, settings, sites
 
 
@@ -52,13 +53,7 @@ async def existing_site_ids(conn: AsyncConnection, ids: Sequence[uuid.UUID]) -> 
 async def update_site(
     conn: AsyncConnection, site_id: uuid.UUID, values: dict[str, Any]
 ) -> Row[Any] | None:
-    query = sites.update().where(sites.c.id == site_id).values(**values).returning(sites)
-    return (await conn.execute(query)).first()
-
-
-async def delete_row(conn: AsyncConnection, table: sa.Table, row_id: uuid.UUID) -> bool:
-    result = await conn.execute(table.delete().where(table.c.id == row_id))
-    return bool(result.rowcount)
+    return await by_id.update(conn, sites, site_id, values)
 
 
 async def insert_account(conn: AsyncConnection, values: dict[str, Any]) -> Row[Any]:
@@ -80,10 +75,7 @@ async def list_accounts(
 async def update_account(
     conn: AsyncConnection, account_id: uuid.UUID, values: dict[str, Any]
 ) -> Row[Any] | None:
-    query = (
-        accounts.update().where(accounts.c.id == account_id).values(**values).returning(accounts)
-    )
-    return (await conn.execute(query)).first()
+    return await by_id.update(conn, accounts, account_id, values)
 
 
 async def get_settings(conn: AsyncConnection, group: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, Unpack
 
 import orjson
 import sqlalchemy as sa
@@ -24,6 +24,7 @@ from assign.db.repositories.retries import (  # noqa: F401 (the retries of links
 )
 from assign.db.tables import links
 from assign.db.views import LINK_FIELDS, AnyRow
+from assign.domain.filters import LinkScope
 from assign.domain.states import (
     IN_FLIGHT,
     UNFINISHED,
@@ -96,17 +97,11 @@ async def get(conn: AsyncConnection, link_id: uuid.UUID, *, lock: bool = False) 
 
 
 async def list_links(
-    conn: AsyncConnection,
-    *,
-    statuses: Sequence[str],
-    service_type: str | None,
-    request_id: uuid.UUID | None,
-    server_id: uuid.UUID | None,
-    limit: int,
+    conn: AsyncConnection, *, statuses: Sequence[str], **scope: Unpack[LinkScope]
 ) -> Sequence[Row[Any]]:
     """Links in ``statuses`` (pending ones only without a server), dispatch order."""
-    query = _listed(sa.select(links), statuses, service_type, request_id, server_id)
-    return (await conn.execute(query.order_by(*DISPATCH_ORDER).limit(limit))).all()
+    query = _listed(sa.select(links), statuses, *_narrowing(scope))
+    return (await conn.execute(query.order_by(*DISPATCH_ORDER).limit(scope["limit"]))).all()
 
 
 def link_listing(conn: AsyncConnection) -> Any:
@@ -116,20 +111,15 @@ def link_listing(conn: AsyncConnection) -> Any:
 
 
 async def list_links_json(
-    conn: AsyncConnection,
-    *,
-    statuses: Sequence[str],
-    service_type: str | None,
-    request_id: uuid.UUID | None,
-    server_id: uuid.UUID | None,
-    limit: int,
+    conn: AsyncConnection, *, statuses: Sequence[str], **scope: Unpack[LinkScope]
 ) -> JSONArray:
     """:func:`list_links` as ``views.link`` items that PostgreSQL encodes (see ``db.json``).
     PostgreSQL only."""
+    service_type, request_id, server_id = _narrowing(scope)
     given = {"service_type": service_type, "request_id": request_id, "server_id": server_id}
     values: dict[str, Any] = {name: value for name, value in given.items() if value}
     statement = _json_listing(tuple(sorted(set(statuses))), tuple(values))
-    return await json.run(conn, statement, {**values, "limit": limit})
+    return await json.run(conn, statement, {**values, "limit": scope["limit"]})
 
 
 @cache
@@ -163,20 +153,15 @@ def _listed(
 
 
 async def list_stale(
-    conn: AsyncConnection,
-    *,
-    started_before: datetime,
-    service_type: str | None,
-    request_id: uuid.UUID | None,
-    server_id: uuid.UUID | None,
-    limit: int,
+    conn: AsyncConnection, *, started_before: datetime, **scope: Unpack[LinkScope]
 ) -> Sequence[Row[Any]]:
     """Running/connecting links started before ``started_before``, oldest start first."""
     query = sa.select(links).where(
         links.c.status.in_(sorted(WORKING)), links.c.started_at < started_before
     )
-    query = _filters(query, service_type, request_id, server_id)
-    return (await conn.execute(query.order_by(links.c.started_at, links.c.id).limit(limit))).all()
+    query = _filters(query, *_narrowing(scope))
+    order = (links.c.started_at, links.c.id)
+    return (await conn.execute(query.order_by(*order).limit(scope["limit"]))).all()
 
 
 async def list_retryable(
@@ -189,6 +174,11 @@ async def list_retryable(
     """Failed links with retries left, dispatch order."""
     query = _filters(sa.select(links).where(rules.RETRYABLE), service_type, request_id, None)
     return (await conn.execute(query.order_by(*DISPATCH_ORDER).limit(limit))).all()
+
+
+def _narrowing(scope: LinkScope) -> tuple[str | None, uuid.UUID | None, uuid.UUID | None]:
+    """``scope``'s filters, as ``_filters`` takes them."""
+    return scope["service_type"], scope["request_id"], scope["server_id"]
 
 
 def _filters(

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db import rules
+from assign.db.repositories import by_id
 from assign.db.tables import links, requests
 from assign.domain.states import (
     ACTIVE,
@@ -138,10 +139,7 @@ async def set_status(
 async def update(
     conn: AsyncConnection, request_id: uuid.UUID, values: dict[str, Any]
 ) -> Row[Any] | None:
-    query = (
-        requests.update().where(requests.c.id == request_id).values(**values).returning(requests)
-    )
-    return (await conn.execute(query)).first()
+    return await by_id.update(conn, requests, request_id, values)
 
 
 async def move_to_connect(

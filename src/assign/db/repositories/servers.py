@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db import dialect, json
 from assign.db.json import JSONArray
-from assign.db.repositories import locks
+from assign.db.repositories import by_id, locks
 from assign.db.tables import links, servers
 from assign.db.views import SERVER_FIELDS, AnyRow
 from assign.domain.states import (
@@ -147,8 +147,7 @@ async def update(
     conn: AsyncConnection, server_id: uuid.UUID, values: dict[str, Any]
 ) -> Row[Any] | None:
     """The updated server row, or None when it does not exist."""
-    query = servers.update().where(servers.c.id == server_id).values(**values).returning(servers)
-    return (await conn.execute(query)).first()
+    return await by_id.update(conn, servers, server_id, values)
 
 
 _ADD_TASKS = (

@@ -7,6 +7,7 @@ Create Date: 2026-11-28 20:24:20.324546
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -20,8 +21,80 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+#: the tables in the order they are created (links last: it refers to requests and servers)
+TABLES = (
+    "accounts", "admin_keys", "dispatcher_lease", "idempotency_keys", "requests", "servers",
+    "settings", "sites", "links",
+)  # fmt: skip
+
+
+#: the primary keys of the tables not keyed by ``id``
+KEYS = {
+    "dispatcher_lease": ("name",),
+    "idempotency_keys": ("principal", "key"),
+    "settings": ("group", "key"),
+}
+
+
+def _indexes(table: str) -> dict[str, list[Any]]:
+    """The indexes of ``table``, by name."""
+    indexes: dict[str, dict[str, list[Any]]] = {
+        "accounts": {"ix_accounts_group_id_status": ["group_id", "status"]},
+        "requests": {
+            "ix_requests_status_priority_created_at": ["status", "priority", "created_at"]
+        },
+        "servers": {"ix_servers_status_priority": ["status", "priority"]},
+        "sites": {"ix_sites_type_active": ["type", "active"]},
+        "links": {
+            "ix_links_email_status_completed_at": ["email", "status", "completed_at"],
+            "ix_links_request_id_status": ["request_id", "status"],
+            "ix_links_server_id_status": ["server_id", "status"],
+            "ix_links_status_priority_created_at": [
+                "status",
+                sa.text("priority DESC"),
+                "created_at",
+            ],
+        },
+    }
+    return indexes.get(table, {})
+
+
+def _create(table: str, *elements: Any) -> None:
+    """``table`` with its primary key ``pk_<table>``, then its indexes."""
+    key = sa.PrimaryKeyConstraint(*KEYS.get(table, ("id",)), name=op.f(f"pk_{table}"))
+    op.create_table(table, *elements, key)
+    indexes = _indexes(table)
+    if indexes:
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            for name, columns in indexes.items():
+                batch_op.create_index(name, columns, unique=False)
+
+
+def _drop(table: str) -> None:
+    """``table``, its indexes first (the last created first)."""
+    indexes = _indexes(table)
+    if indexes:
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            for name in reversed(indexes):
+                batch_op.drop_index(name)
+    op.drop_table(table)
+
+
+def _utc(name: str, *, nullable: bool) -> sa.Column[Any]:
+    return sa.Column(name, assign.db.types.UTCDateTime(timezone=True), nullable=nullable)
+
+
+def _timestamps() -> tuple[sa.Column[Any], sa.Column[Any]]:
+    return _utc("created_at", nullable=False), _utc("updated_at", nullable=False)
+
+
+def _json(name: str, *, nullable: bool) -> sa.Column[Any]:
+    json = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
+    return sa.Column(name, json, nullable=nullable)
+
+
 def upgrade() -> None:
-    op.create_table(
+    _create(
         "accounts",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("group_id", sa.Uuid(), nullable=False),
@@ -29,30 +102,23 @@ def upgrade() -> None:
         sa.Column("username", sa.String(length=200), nullable=True),
         sa.Column("password_enc", sa.LargeBinary(), nullable=True),
         sa.Column("status", sa.String(length=20), nullable=False),
-        sa.Column("created_at", assign.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", assign.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_accounts")),
+        *_timestamps(),
     )
-    with op.batch_alter_table("accounts", schema=None) as batch_op:
-        batch_op.create_index("ix_accounts_group_id_status", ["group_id", "status"], unique=False)
-
-    op.create_table(
+    _create(
         "admin_keys",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("key_hash", sa.String(length=64), nullable=False),
-        sa.Column("created_at", assign.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_admin_keys")),
+        _utc("created_at", nullable=False),
         sa.UniqueConstraint("key_hash", name=op.f("uq_admin_keys_key_hash")),
     )
-    op.create_table(
+    _create(
         "dispatcher_lease",
         sa.Column("name", sa.String(length=50), nullable=False),
         sa.Column("holder", sa.String(length=100), nullable=False),
-        sa.Column("expires_at", assign.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("name", name=op.f("pk_dispatcher_lease")),
+        _utc("expires_at", nullable=False),
     )
-    op.create_table(
+    _create(
         "idempotency_keys",
         sa.Column("principal", sa.String(length=64), nullable=False),
         sa.Column("key", sa.String(length=200), nullable=False),
@@ -60,10 +126,9 @@ def upgrade() -> None:
         sa.Column("body_hash", sa.String(length=64), nullable=False),
         sa.Column("status_code", sa.Integer(), nullable=True),
         sa.Column("response", sa.LargeBinary(), nullable=True),
-        sa.Column("created_at", assign.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("principal", "key", name=op.f("pk_idempotency_keys")),
+        _utc("created_at", nullable=False),
     )
-    op.create_table(
+    _create(
         "requests",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("user_id", sa.Uuid(), nullable=True),
@@ -77,35 +142,14 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("type_request", sa.String(length=50), nullable=False),
         sa.Column("priority", sa.Integer(), server_default="0", nullable=False),
-        sa.Column(
-            "config",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
-        ),
-        sa.Column(
-            "data",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
-        ),
-        sa.Column(
-            "folder_urls",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
-        ),
-        sa.Column("started_at", assign.db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("completed_at", assign.db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", assign.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", assign.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_requests")),
+        _json("config", nullable=True),
+        _json("data", nullable=True),
+        _json("folder_urls", nullable=True),
+        _utc("started_at", nullable=True),
+        _utc("completed_at", nullable=True),
+        *_timestamps(),
     )
-    with op.batch_alter_table("requests", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_requests_status_priority_created_at",
-            ["status", "priority", "created_at"],
-            unique=False,
-        )
-
-    op.create_table(
+    _create(
         "servers",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
@@ -116,50 +160,31 @@ def upgrade() -> None:
         sa.Column("active_tasks", sa.Integer(), server_default="0", nullable=False),
         sa.Column("max_threads", sa.Integer(), nullable=False),
         sa.Column("priority", sa.Integer(), server_default="0", nullable=False),
-        sa.Column(
-            "service_types",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
-        ),
+        _json("service_types", nullable=False),
         sa.Column("api_key_hash", sa.String(length=64), nullable=False),
-        sa.Column("last_health_check", assign.db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("last_active", assign.db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", assign.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", assign.db.types.UTCDateTime(timezone=True), nullable=False),
+        _utc("last_health_check", nullable=True),
+        _utc("last_active", nullable=True),
+        *_timestamps(),
         sa.CheckConstraint("active_tasks >= 0", name=op.f("ck_servers_active_tasks_nonnegative")),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_servers")),
         sa.UniqueConstraint("api_key_hash", name=op.f("uq_servers_api_key_hash")),
     )
-    with op.batch_alter_table("servers", schema=None) as batch_op:
-        batch_op.create_index("ix_servers_status_priority", ["status", "priority"], unique=False)
-
-    op.create_table(
+    _create(
         "settings",
         sa.Column("group", sa.String(length=100), nullable=False),
         sa.Column("key", sa.String(length=200), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
-        sa.Column("updated_at", assign.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("group", "key", name=op.f("pk_settings")),
+        _utc("updated_at", nullable=False),
     )
-    op.create_table(
+    _create(
         "sites",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=500), nullable=False),
         sa.Column("type", sa.String(length=50), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
-        sa.Column(
-            "config",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
-        ),
-        sa.Column("created_at", assign.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", assign.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_sites")),
+        _json("config", nullable=True),
+        *_timestamps(),
     )
-    with op.batch_alter_table("sites", schema=None) as batch_op:
-        batch_op.create_index("ix_sites_type_active", ["type", "active"], unique=False)
-
-    op.create_table(
+    _create(
         "links",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("request_id", sa.Uuid(), nullable=False),
@@ -179,17 +204,12 @@ def upgrade() -> None:
         sa.Column("error", sa.Text(), nullable=True),
         sa.Column("profile_url", sa.String(length=2000), nullable=True),
         sa.Column("post_url", sa.String(length=2000), nullable=True),
-        sa.Column(
-            "details",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
-        ),
-        sa.Column("retry_at", assign.db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("assigned_at", assign.db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("started_at", assign.db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("completed_at", assign.db.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("created_at", assign.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", assign.db.types.UTCDateTime(timezone=True), nullable=False),
+        _json("details", nullable=True),
+        _utc("retry_at", nullable=True),
+        _utc("assigned_at", nullable=True),
+        _utc("started_at", nullable=True),
+        _utc("completed_at", nullable=True),
+        *_timestamps(),
         sa.ForeignKeyConstraint(
             ["request_id"],
             ["requests.id"],
@@ -202,20 +222,12 @@ def upgrade() -> None:
             name=op.f("fk_links_server_id_servers"),
             ondelete="SET NULL",
         ),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_links")),
     )
-    with op.batch_alter_table("links", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_links_email_status_completed_at", ["email", "status", "completed_at"], unique=False
-        )
-        batch_op.create_index("ix_links_request_id_status", ["request_id", "status"], unique=False)
-        batch_op.create_index("ix_links_server_id_status", ["server_id", "status"], unique=False)
-        batch_op.create_index(
-            "ix_links_status_priority_created_at",
-            ["status", sa.text("priority DESC"), "created_at"],
-            unique=False,
-        )
+    _seed_rate_limit()
 
+
+def _seed_rate_limit() -> None:
+    """The default rate limit of posting accounts (50 posts a day, 5 minutes apart)."""
     settings = sa.table(
         "settings",
         sa.column("group", sa.String),
@@ -234,30 +246,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("links", schema=None) as batch_op:
-        batch_op.drop_index("ix_links_status_priority_created_at")
-        batch_op.drop_index("ix_links_server_id_status")
-        batch_op.drop_index("ix_links_request_id_status")
-        batch_op.drop_index("ix_links_email_status_completed_at")
-
-    op.drop_table("links")
-    with op.batch_alter_table("sites", schema=None) as batch_op:
-        batch_op.drop_index("ix_sites_type_active")
-
-    op.drop_table("sites")
-    op.drop_table("settings")
-    with op.batch_alter_table("servers", schema=None) as batch_op:
-        batch_op.drop_index("ix_servers_status_priority")
-
-    op.drop_table("servers")
-    with op.batch_alter_table("requests", schema=None) as batch_op:
-        batch_op.drop_index("ix_requests_status_priority_created_at")
-
-    op.drop_table("requests")
-    op.drop_table("idempotency_keys")
-    op.drop_table("dispatcher_lease")
-    op.drop_table("admin_keys")
-    with op.batch_alter_table("accounts", schema=None) as batch_op:
-        batch_op.drop_index("ix_accounts_group_id_status")
-
-    op.drop_table("accounts")
+    for table in reversed(TABLES):
+        _drop(table)

@@ -2,26 +2,28 @@
 
 Revision ID: 0002
 Revises: 0001
+
+The cooldown asks for each account's latest ``assigned_at``; links never dispatched have none
+and stay out of the index.
 """
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+
+from assign.db import migration_ops
 
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+DISPATCHED = "assigned_at IS NOT NULL"
+
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_links_email_assigned_at",
-        "links",
-        ["email", "assigned_at"],
-        postgresql_where=sa.text("assigned_at IS NOT NULL"),
-        sqlite_where=sa.text("assigned_at IS NOT NULL"),
+    migration_ops.create_partial_index(
+        "ix_links_email_assigned_at", "links", ["email", "assigned_at"], DISPATCHED
     )
 
 

@@ -11,8 +11,9 @@ Neither holds a pending or finished link, so inserting links does not maintain t
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa
 from alembic import op
+
+from assign.db import migration_ops
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -26,19 +27,11 @@ EXHAUSTED = "status = 'failed' AND retry_count >= max_retries"
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_links_working_started_at",
-        "links",
-        ["started_at"],
-        postgresql_where=sa.text(WORKING),
-        sqlite_where=sa.text(WORKING),
+    migration_ops.create_partial_index(
+        "ix_links_working_started_at", "links", ["started_at"], WORKING
     )
-    op.create_index(
-        "ix_links_exhausted_request_id",
-        "links",
-        ["request_id"],
-        postgresql_where=sa.text(EXHAUSTED),
-        sqlite_where=sa.text(EXHAUSTED),
+    migration_ops.create_partial_index(
+        "ix_links_exhausted_request_id", "links", ["request_id"], EXHAUSTED
     )
 
 

@@ -2,6 +2,9 @@
 
 Revision ID: 0004
 Revises: 0003
+
+An email in another case is the same account: a create or change that would repeat one in its
+group is refused (a 409, see services.catalog).
 """
 
 from collections.abc import Sequence

@@ -36,21 +36,38 @@ down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# --- PostgreSQL: statement-level triggers with transition tables -----------------------------
 
-#: the outcome of an attempt ended by a move from running/connecting to ``after``
-PG_OUTCOME = """CASE
-      WHEN ch.after = 'completed' THEN 'completed'
-      WHEN ch.after = 'canceled' THEN 'canceled'
-      WHEN ch.after IN ('pending', 'queued', 'connect') THEN 'lost'
-      WHEN ch.error LIKE 'stale%' THEN 'stale'
-      WHEN ch.error LIKE 'server lost%' THEN 'lost'
+def _outcome(status: str, error: str) -> str:
+    """The outcome of an attempt ended by a move from running/connecting to ``status`` (the
+    link's new status and error, as the trigger names them); the same on both databases."""
+    return f"""CASE
+      WHEN {status} = 'completed' THEN 'completed'
+      WHEN {status} = 'canceled' THEN 'canceled'
+      WHEN {status} IN ('pending', 'queued', 'connect') THEN 'lost'
+      WHEN {error} LIKE 'stale%' THEN 'stale'
+      WHEN {error} LIKE 'server lost%' THEN 'lost'
       ELSE 'failed' END"""
 
-PG_UPDATED = f"""
-CREATE FUNCTION assign_links_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+
+# --- PostgreSQL: statement-level triggers with transition tables -----------------------------
+
+PG_OUTCOME = _outcome("ch.after", "ch.error")
+
+
+def _trigger_function(name: str, body: str) -> str:
+    """``CREATE FUNCTION name()``: a PostgreSQL trigger function running ``body``."""
+    return f"""
+CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-  WITH ch AS MATERIALIZED (
+{body}
+  RETURN NULL;
+END $$
+"""
+
+
+PG_UPDATED = _trigger_function(
+    "assign_links_updated",
+    f"""  WITH ch AS MATERIALIZED (
     SELECT n.id, n.request_id, o.request_id AS old_request_id, n.server_id,
            o.server_id AS old_server_id, n.phase, o.status AS before, n.status AS after,
            n.error, n.profile_url, n.post_url, n.started_at, n.updated_at
@@ -100,36 +117,22 @@ BEGIN
     SELECT request_id, after, 1 FROM ch
   ) c
   GROUP BY request_id, status
-  HAVING sum(d) <> 0;
-  RETURN NULL;
-END $$
-"""
+  HAVING sum(d) <> 0;""",
+)
 
-PG_INSERTED = """
-CREATE FUNCTION assign_links_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  INSERT INTO link_counts (request_id, status, n)
-  SELECT request_id, status, count(*) FROM n GROUP BY request_id, status;
-  RETURN NULL;
-END $$
-"""
+PG_INSERTED = _trigger_function(
+    "assign_links_inserted",
+    """  INSERT INTO link_counts (request_id, status, n)
+  SELECT request_id, status, count(*) FROM n GROUP BY request_id, status;""",
+)
 
-PG_DELETED = """
-CREATE FUNCTION assign_links_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  INSERT INTO link_counts (request_id, status, n)
-  SELECT request_id, status, -count(*) FROM o GROUP BY request_id, status;
-  RETURN NULL;
-END $$
-"""
+PG_DELETED = _trigger_function(
+    "assign_links_deleted",
+    """  INSERT INTO link_counts (request_id, status, n)
+  SELECT request_id, status, -count(*) FROM o GROUP BY request_id, status;""",
+)
 
-PG_TRUNCATED = """
-CREATE FUNCTION assign_links_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  DELETE FROM link_counts;
-  RETURN NULL;
-END $$
-"""
+PG_TRUNCATED = _trigger_function("assign_links_truncated", "  DELETE FROM link_counts;")
 
 PG_TRIGGERS = (
     "CREATE TRIGGER links_history_update AFTER UPDATE ON links "
@@ -155,13 +158,7 @@ PG_DROP = (
 
 # --- SQLite: row triggers ----------------------------------------------------------------------
 
-SQLITE_OUTCOME = """CASE
-      WHEN NEW.status = 'completed' THEN 'completed'
-      WHEN NEW.status = 'canceled' THEN 'canceled'
-      WHEN NEW.status IN ('pending', 'queued', 'connect') THEN 'lost'
-      WHEN NEW.error LIKE 'stale%' THEN 'stale'
-      WHEN NEW.error LIKE 'server lost%' THEN 'lost'
-      ELSE 'failed' END"""
+SQLITE_OUTCOME = _outcome("NEW.status", "NEW.error")
 # SQLite keeps UTC timestamps as 'YYYY-MM-DD HH:MM:SS.ffffff' text
 SQLITE_MINUTE = "substr(NEW.updated_at, 1, 16) || ':00.000000'"
 WORKING = "('running', 'connecting')"

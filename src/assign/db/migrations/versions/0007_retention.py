@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from assign.db import migration_ops
 from assign.db.types import JSONType, UTCDateTime
 
 revision: str = "0007"
@@ -43,35 +44,41 @@ SERVERS_OPTIONS = (
 )
 UNARCHIVED = "archived_at IS NULL AND completed_at IS NOT NULL"
 
+#: the columns of ``links`` as of this revision but for its password, then ``archived_at``:
+#: (name, type, nullable); no defaults and no foreign keys (an archived link's server may be gone)
+ARCHIVE_COLUMNS = (
+    ("id", sa.Uuid(), False),
+    ("request_id", sa.Uuid(), False),
+    ("service_type", sa.String(50), False),
+    ("server_id", sa.Uuid(), True),
+    ("site_id", sa.Uuid(), True),
+    ("site_name", sa.String(500), True),
+    ("email", sa.String(320), True),
+    ("username", sa.String(200), True),
+    ("about", sa.Text(), True),
+    ("status", sa.String(20), False),
+    ("phase", sa.String(10), False),
+    ("priority", sa.Integer(), False),
+    ("retry_count", sa.Integer(), False),
+    ("max_retries", sa.Integer(), False),
+    ("error", sa.Text(), True),
+    ("profile_url", sa.String(2000), True),
+    ("post_url", sa.String(2000), True),
+    ("details", JSONType, True),
+    ("retry_at", UTCDateTime(), True),
+    ("assigned_at", UTCDateTime(), True),
+    ("started_at", UTCDateTime(), True),
+    ("completed_at", UTCDateTime(), True),
+    ("created_at", UTCDateTime(), False),
+    ("updated_at", UTCDateTime(), False),
+    ("archived_at", UTCDateTime(), False),
+)
+
 
 def upgrade() -> None:
     op.create_table(
         "links_archive",
-        sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("request_id", sa.Uuid(), nullable=False),
-        sa.Column("service_type", sa.String(50), nullable=False),
-        sa.Column("server_id", sa.Uuid()),
-        sa.Column("site_id", sa.Uuid()),
-        sa.Column("site_name", sa.String(500)),
-        sa.Column("email", sa.String(320)),
-        sa.Column("username", sa.String(200)),
-        sa.Column("about", sa.Text()),
-        sa.Column("status", sa.String(20), nullable=False),
-        sa.Column("phase", sa.String(10), nullable=False),
-        sa.Column("priority", sa.Integer(), nullable=False),
-        sa.Column("retry_count", sa.Integer(), nullable=False),
-        sa.Column("max_retries", sa.Integer(), nullable=False),
-        sa.Column("error", sa.Text()),
-        sa.Column("profile_url", sa.String(2000)),
-        sa.Column("post_url", sa.String(2000)),
-        sa.Column("details", JSONType),
-        sa.Column("retry_at", UTCDateTime()),
-        sa.Column("assigned_at", UTCDateTime()),
-        sa.Column("started_at", UTCDateTime()),
-        sa.Column("completed_at", UTCDateTime()),
-        sa.Column("created_at", UTCDateTime(), nullable=False),
-        sa.Column("updated_at", UTCDateTime(), nullable=False),
-        sa.Column("archived_at", UTCDateTime(), nullable=False),
+        *(sa.Column(name, type_, nullable=nullable) for name, type_, nullable in ARCHIVE_COLUMNS),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_links_archive")),
     )
     op.create_index("ix_links_archive_request_id_status", "links_archive", ["request_id", "status"])
@@ -80,12 +87,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("requests") as batch:
         batch.add_column(sa.Column("archived_at", UTCDateTime()))
-    op.create_index(
-        "ix_requests_completed_at_unarchived",
-        "requests",
-        ["completed_at"],
-        postgresql_where=sa.text(UNARCHIVED),
-        sqlite_where=sa.text(UNARCHIVED),
+    migration_ops.create_partial_index(
+        "ix_requests_completed_at_unarchived", "requests", ["completed_at"], UNARCHIVED
     )
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"ALTER TABLE links SET ({LINKS_OPTIONS})")
