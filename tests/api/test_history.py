@@ -305,6 +305,7 @@ async def test_compaction_keeps_the_sums(
 ) -> None:
     from assign.services import history
 
+    clock.current = clock.current.replace(second=0, microsecond=0)  # 30 s later: same minute
     a = await factory.server(max_threads=10)
     request = await factory.request()
     links = await factory.links(request, 6)
