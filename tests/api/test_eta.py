@@ -7,6 +7,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from assign.clock import FrozenClock
+from assign.services import console
+from assign.services.context import Context
 from tests.api.test_explain import rate_limit
 from tests.factories import ADMIN, WORKER, Factory
 
@@ -102,3 +104,27 @@ async def test_open_request_with_nothing_left_is_due_now(
     await factory.run_link(link, server)
     clock.advance(minutes=30)  # long after its last completion: nothing is left either way
     assert at((await admin_request(factory, request))["eta"]) == clock.now()
+
+
+async def test_requests_page_shows_the_eta_of_now(
+    ctx: Context, clock: FrozenClock, factory: Factory
+) -> None:
+    """The console's Requests page estimates on every view, as the admin API does."""
+    await rate_limit(factory, per_day=100_000, cooldown=0)
+    server = await factory.server(max_threads=10)
+    request = await factory.request()
+    links = await factory.links(request, 4)
+
+    async def shown() -> Any:
+        items, _ = await console.requests_page(
+            ctx, statuses=[], service_type=None, name=None, after=None, limit=50
+        )
+        (item,) = [i for i in items if str(i["id"]) == request["id"]]
+        answered = (await admin_request(factory, request))["eta"]
+        assert item["eta"] == (answered and at(answered))  # the admin API's
+        return item["eta"]
+
+    assert await shown() is None  # nothing completed yet
+    await factory.run_link(links[0], server)
+    # 1 completion in 15 minutes, 3 left: 45 minutes, at once (no estimate kept from before)
+    assert await shown() == clock.now() + timedelta(minutes=45)
