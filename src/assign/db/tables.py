@@ -131,8 +131,9 @@ links = sa.Table(
     sa.Index(
         "ix_links_status_priority_created_at", "status", sa.text("priority DESC"), "created_at"
     ),
-    # per-request counts, connect, complete, completable
-    sa.Index("ix_links_request_id_status", "request_id", "status"),
+    # per-request look-ups by status (connect, complete, completable, retries), and a request's
+    # links page by page: each (request, status) range in id order (link_sets.page)
+    sa.Index("ix_links_request_id_status_id", "request_id", "status", "id"),
     # a server's work: claim, release, lost servers
     sa.Index("ix_links_server_id_status", "server_id", "status"),
     # account stats and rate limits
