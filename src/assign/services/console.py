@@ -117,10 +117,10 @@ async def request_page(ctx: Context, *, request_id: uuid.UUID) -> dict[str, Any]
             raise NotFound("Request not found")
         counts = await history_repo.link_counts_of(conn, [request_id])
         etas = await eta.estimate_all(conn, [row], ctx.clock.now(), counts=counts)
-    minutes = await history.throughput(ctx, minutes=60, by="request")
+    minutes = await history.throughput(ctx, minutes=60, by="request", key=request_id)
     return {
         "request": _with_counts(views.request(row), counts.get(request_id, {}), etas[row.id]),
-        "throughput": _jsonable([m for m in minutes if m["key"] == request_id]),
+        "throughput": _jsonable(minutes),
     }
 
 
