@@ -38,15 +38,15 @@ async def overview(ctx: Context) -> dict[str, Any]:
             "requests": await repo.count_by_status(conn, requests),
             "leader": None if tick is None else {"holder": tick.holder, "at": tick.ticked_at},
         }
-    # completed and failed per minute: every failure happens on a server, so by server is all
-    found["throughput"] = _jsonable(await history.throughput(ctx, minutes=60, by="server"))
+    found["throughput"] = _jsonable(await history.fleet_minutes(ctx, minutes=60))
     return found
 
 
 def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Throughput rows for a page's chart (times as RFC 3339, keys as strings)."""
     return [
-        {**r, "minute": r["minute"].strftime("%Y-%m-%dT%H:%M:%SZ"), "key": str(r["key"])}
+        {**r, "minute": r["minute"].strftime("%Y-%m-%dT%H:%M:%SZ")}
+        | ({"key": str(r["key"])} if "key" in r else {})
         for r in rows
     ]
 
@@ -57,11 +57,7 @@ async def servers_page(ctx: Context) -> list[dict[str, Any]]:
         rows = await servers_repo.list_servers(
             conn, statuses=None, inactive_before=None, service=None, limit=10_000
         )
-    hour: dict[Any, list[int]] = {}
-    for minute in await history.throughput(ctx, minutes=60, by="server"):
-        sums = hour.setdefault(minute["key"], [0, 0])
-        sums[0] += minute["completed"]
-        sums[1] += minute["failed"]
+    hour = await history.server_totals(ctx, minutes=60)
     out = []
     for row in rows:
         completed, failed = hour.get(row.id, (0, 0))

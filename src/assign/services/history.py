@@ -55,6 +55,24 @@ async def throughput(
     ]
 
 
+async def fleet_minutes(ctx: Context, *, minutes: int) -> list[dict[str, Any]]:
+    """Completed and failed per minute over the whole fleet in the last ``minutes`` (the
+    current minute included), oldest first; minutes with neither left out."""
+    since = minute_of(ctx.clock.now()) - timedelta(minutes=minutes - 1)
+    async with ctx.db.read() as conn:
+        # every result, stale timeout and lost link happens on a server: by server is all
+        rows = await repo.totals_by_minute(conn, kind="server", since=since)
+    return [{"minute": r.minute, "completed": r.completed, "failed": r.failed} for r in rows]
+
+
+async def server_totals(ctx: Context, *, minutes: int) -> dict[uuid.UUID, tuple[int, int]]:
+    """{server id: (completed, failed)} over the last ``minutes`` (the current one included)."""
+    since = minute_of(ctx.clock.now()) - timedelta(minutes=minutes - 1)
+    async with ctx.db.read() as conn:
+        rows = await repo.totals_by_key(conn, kind="server", since=since)
+    return {r.key: (int(r.completed), int(r.failed)) for r in rows}
+
+
 async def link_totals(ctx: Context) -> dict[str, int]:
     """Links of the whole fleet by status, from the counts the triggers keep."""
     async with ctx.db.read() as conn:

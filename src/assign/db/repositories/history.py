@@ -57,6 +57,35 @@ async def throughput_since(
     return list((await conn.execute(query.order_by(throughput.c.minute, throughput.c.key))).all())
 
 
+async def totals_by_minute(conn: AsyncConnection, *, kind: str, since: datetime) -> list[AnyRow]:
+    """(minute, completed, failed) summed over every key of one kind, from ``since`` on, by
+    minute: one row a minute, whatever the number of servers or requests."""
+    query = (
+        sa.select(
+            throughput.c.minute,
+            sa.func.sum(throughput.c.completed).label("completed"),
+            sa.func.sum(throughput.c.failed).label("failed"),
+        )
+        .where(throughput.c.kind == kind, throughput.c.minute >= since)
+        .group_by(throughput.c.minute)
+    )
+    return list((await conn.execute(query.order_by(throughput.c.minute))).all())
+
+
+async def totals_by_key(conn: AsyncConnection, *, kind: str, since: datetime) -> list[AnyRow]:
+    """(key, completed, failed) of each key of one kind from ``since`` on: one row a key."""
+    query = (
+        sa.select(
+            throughput.c.key,
+            sa.func.sum(throughput.c.completed).label("completed"),
+            sa.func.sum(throughput.c.failed).label("failed"),
+        )
+        .where(throughput.c.kind == kind, throughput.c.minute >= since)
+        .group_by(throughput.c.key)
+    )
+    return list((await conn.execute(query)).all())
+
+
 async def completed_since(
     conn: AsyncConnection, *, kind: str, keys: Sequence[uuid.UUID], since: datetime
 ) -> dict[uuid.UUID, int]:
