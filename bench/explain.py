@@ -3,11 +3,11 @@
 A PostgreSQL scratch database with 1,000,000 links (``common.generate_links``: 200,000 pending),
 300 requests and 50 online tool servers with a fresh heartbeat and free slots, the shipped rate
 limits (50 a day, 5 minutes cooldown). ``--samples`` pending links picked at random over the
-whole queue (so most have far more than 10,000 links ahead of them), plus the head and the tail
+whole queue (so most have far more than 1,000 links ahead of them), plus the head and the tail
 of the queue, are explained in turn, each through the service (``explain.explain_link``, what
 ``GET /api/v1/admin/links/:id/explain`` runs) and through HTTP on a real ``assign serve``;
-p50/p90/p99 and the reasons answered. Then the plans of the "ahead in line" ranges for a link
-deep in the queue.
+p50/p90/p99 and the reasons answered. Then the plan of the "ahead in line" count (one statement
+over three ranges, as ``repositories.explain.ahead_in_line`` runs it) for a link deep in the queue.
 
 Run: ``python bench/explain.py [--samples N] [--links N] [--port P] [--keep]``.
 """
@@ -26,6 +26,7 @@ import common
 import httpx
 
 from assign.app import build_context
+from assign.domain import explain as rules
 from assign.services import explain
 from assign.settings import Settings
 
@@ -97,17 +98,26 @@ async def main() -> None:
             link = await conn.fetchrow(
                 "SELECT priority, created_at, id FROM links WHERE id = $1", uuid.UUID(deep)
             )
-            print("\nplans of the 'ahead in line' ranges for a link in the middle of the queue:\n")
-            for sql, params in (
-                ("priority > $1", (link["priority"],)),
-                ("priority = $1 AND created_at < $2", (link["priority"], link["created_at"])),
-            ):
-                plan = await conn.fetch(
-                    "EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM (SELECT 1 FROM links "
-                    f"WHERE status = 'pending' AND {sql} LIMIT 10000) s",
-                    *params,
-                )
-                print("\n".join(r[0] for r in plan) + "\n")
+            print("\nplan of the 'ahead in line' count for a link in the middle of the queue:\n")
+            cap = rules.AHEAD_CAP + 1
+            ranges = (
+                "priority > $1",
+                "priority = $1 AND created_at < $2",
+                "priority = $1 AND created_at = $2 AND id < $3",
+            )
+            union = " UNION ALL ".join(
+                f"SELECT one FROM (SELECT 1 AS one FROM links WHERE status = 'pending' AND {r} "
+                f"LIMIT {cap}) r{i}"
+                for i, r in enumerate(ranges)
+            )
+            plan = await conn.fetch(
+                "EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM "
+                f"(SELECT one FROM ({union}) u LIMIT {cap}) s",
+                link["priority"],
+                link["created_at"],
+                link["id"],
+            )
+            print("\n".join(r[0] for r in plan) + "\n")
         finally:
             await ctx.db.dispose()
             await conn.close()

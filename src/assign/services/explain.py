@@ -70,7 +70,7 @@ async def _pending(
         priority=link.priority,
         created_at=link.created_at,
         link_id=link.id,
-        cap=rules.AHEAD_CAP,
+        cap=rules.AHEAD_CAP + 1,  # one more: "more than" the cap only when it is
     )
     return rules.in_line(ahead)
 

@@ -35,8 +35,9 @@ async def ahead_in_line(
     cap: int,
 ) -> int:
     """Pending links before this one in dispatch order (priority DESC, created_at, id), counted
-    up to ``cap``: three ranges of ``ix_links_status_priority_created_at``, each stopped at
-    ``cap`` rows, the third (same priority and creation time: one bulk create) read by id."""
+    up to ``cap``: one statement over three ranges of ``ix_links_status_priority_created_at``
+    read one after the other, stopped once ``cap`` rows are found in all; the third (same
+    priority and creation time: one bulk create) read by id."""
     pending = links.c.status == LinkStatus.PENDING
     ranges = (
         sa.and_(pending, links.c.priority > priority),
@@ -48,19 +49,12 @@ async def ahead_in_line(
             links.c.id < link_id,
         ),
     )
-    total = 0
-    for condition in ranges:
-        # a literal LIMIT: a bound one may tempt PostgreSQL off the index
-        capped = (
-            sa.select(sa.literal(1).label("one"))
-            .select_from(links)
-            .where(condition)
-            .limit(sa.literal_column(str(int(cap - total))))
-            .subquery()
-        )
-        total += int(
-            (await conn.execute(sa.select(sa.func.count()).select_from(capped))).scalar_one()
-        )
-        if total >= cap:
-            break
-    return total
+    # literal LIMITs: a bound one may tempt PostgreSQL off the index
+    limit: sa.ColumnElement[int] = sa.literal_column(str(int(cap)))
+    parts = [
+        sa.select(sa.literal(1).label("one")).select_from(links).where(c).limit(limit).subquery()
+        for c in ranges
+    ]
+    ahead = sa.union_all(*(sa.select(p.c.one) for p in parts)).subquery()
+    capped = sa.select(ahead.c.one).limit(limit).subquery()
+    return int((await conn.execute(sa.select(sa.func.count()).select_from(capped))).scalar_one())
