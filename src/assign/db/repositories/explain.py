@@ -8,9 +8,32 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from assign.db.tables import links, servers
+from assign.db.tables import links, requests, servers
 from assign.db.views import AnyRow
 from assign.domain.states import ASSIGN_SERVICE, LinkStatus
+
+
+async def link_to_explain(conn: AsyncConnection, link_id: uuid.UUID) -> AnyRow | None:
+    """What explain reads of a link, with its request's status (``request_status``, None when
+    the request is gone), or None: one look-up of each primary key."""
+    query = (
+        sa.select(
+            links.c.id,
+            links.c.request_id,
+            links.c.status,
+            links.c.service_type,
+            links.c.email,
+            links.c.priority,
+            links.c.created_at,
+            links.c.retry_count,
+            links.c.max_retries,
+            links.c.retry_at,
+            requests.c.status.label("request_status"),
+        )
+        .select_from(links.outerjoin(requests, requests.c.id == links.c.request_id))
+        .where(links.c.id == link_id)
+    )
+    return (await conn.execute(query)).first()
 
 
 async def tool_servers(conn: AsyncConnection) -> list[AnyRow]:
