@@ -3,8 +3,11 @@
 The links are loaded as in ``read_paths.py`` (``common.generate_links``: one INSERT ... SELECT,
 300 requests, 50 tool servers, ~20% pending, 80% with a posting-account email), with the
 history's ``link_counts`` filled from them afterwards (the bulk load bypasses the triggers), and
-5,000 posting accounts. A real ``assign serve --no-dispatcher`` answers one signed-in httpx client
-on 127.0.0.1, request after request, after a warm-up; p50 and p99 per page.
+5,000 posting accounts. Before the pages are timed (with ``--reuse`` too), the throughput
+history is made that of a busy fleet: every request and every server completed 1-3 links and
+failed 0-1 in each of the last 60 minutes, so every request has an ETA to estimate (a recent
+rate, and the accounts of its links left). A real ``assign serve --no-dispatcher`` answers one
+signed-in httpx client on 127.0.0.1, request after request, after a warm-up; p50 and p99 per page.
 
 Run: ``python bench/console.py [--rows N] [--requests N] [--port P]``.
 """
@@ -126,7 +129,30 @@ async def main(rows: int, requests: int, port: int, keep: bool, reuse: bool) -> 
         await time_pages(url, ids, requests, port)
 
 
+#: the last hour of a busy fleet, per request and per server (the bulk load wrote no history)
+RECENT_THROUGHPUT = """
+INSERT INTO throughput (kind, minute, key, completed, failed)
+SELECT k.kind, date_trunc('minute', now()) - make_interval(mins => m), k.id,
+       1 + abs(hashtext(k.id::text || m)) % 3, abs(hashtext(m || k.id::text)) % 2
+FROM (SELECT 'request' AS kind, id FROM requests
+      UNION ALL SELECT 'server', id FROM servers WHERE service = 'tool') k
+CROSS JOIN generate_series(0, 59) AS m
+"""
+
+
+async def busy_history(url: str) -> None:
+    """Throughput of the last 60 minutes as a busy fleet leaves it (replacing any)."""
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("DELETE FROM throughput")
+        await conn.execute(RECENT_THROUGHPUT)
+        await conn.execute("VACUUM ANALYZE throughput")
+    finally:
+        await conn.close()
+
+
 async def time_pages(url: str, ids: dict[str, str], requests: int, port: int) -> None:
+    await busy_history(url)
     key = common.cli("admin-key", "create", "--name", "bench", url=url).strip().splitlines()[-1]
     with common.ApiServer(url, port) as api:
         out = await asyncio.to_thread(measure, api.base, key, ids, requests)

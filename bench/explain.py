@@ -3,11 +3,11 @@
 A PostgreSQL scratch database with 1,000,000 links (``common.generate_links``: 200,000 pending),
 300 requests and 50 online tool servers with a fresh heartbeat and free slots, the shipped rate
 limits (50 a day, 5 minutes cooldown). ``--samples`` pending links picked at random over the
-whole queue (so most have far more than 10,000 links ahead of them), plus the head and the tail
+whole queue (so most have far more than 1,000 links ahead of them), plus the head and the tail
 of the queue, are explained in turn, each through the service (``explain.explain_link``, what
 ``GET /api/v1/admin/links/:id/explain`` runs) and through HTTP on a real ``assign serve``;
-p50/p90/p99 and the reasons answered. Then the plans of the "ahead in line" ranges for a link
-deep in the queue.
+p50/p90/p99 and the reasons answered. Then the plan of the "ahead in line" count (one statement
+over three ranges, as ``repositories.explain.ahead_in_line`` runs it) for a link deep in the queue.
 
 Run: ``python bench/explain.py [--samples N] [--links N] [--port P] [--keep]``.
 """
@@ -26,6 +26,7 @@ import common
 import httpx
 
 from assign.app import build_context
+from assign.domain import explain as rules
 from assign.services import explain
 from assign.services.context import Context
 from assign.settings import Settings
@@ -81,20 +82,29 @@ async def time_http(url: str, port: int, picked: list[str]) -> list[float]:
 
 
 async def print_plans(conn: asyncpg.Connection, link_id: str) -> None:
-    """The plans of the "ahead in line" ranges of ``link_id``."""
+    """The plan of the "ahead in line" count of ``link_id``: its three index ranges in one
+    statement that stops at the cap."""
     link = await conn.fetchrow(
         "SELECT priority, created_at, id FROM links WHERE id = $1", uuid.UUID(link_id)
     )
-    for sql, params in (
-        ("priority > $1", (link["priority"],)),
-        ("priority = $1 AND created_at < $2", (link["priority"], link["created_at"])),
-    ):
-        plan = await conn.fetch(
-            "EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM (SELECT 1 FROM links "
-            f"WHERE status = 'pending' AND {sql} LIMIT 10000) s",
-            *params,
-        )
-        print("\n".join(r[0] for r in plan) + "\n")
+    cap = rules.AHEAD_CAP + 1
+    ranges = (
+        "priority > $1",
+        "priority = $1 AND created_at < $2",
+        "priority = $1 AND created_at = $2 AND id < $3",
+    )
+    union = " UNION ALL ".join(
+        f"SELECT one FROM (SELECT 1 AS one FROM links WHERE status = 'pending' AND {r} "
+        f"LIMIT {cap}) r{i}"
+        for i, r in enumerate(ranges)
+    )
+    plan = await conn.fetch(
+        f"EXPLAIN (ANALYZE, BUFFERS) SELECT count(*) FROM (SELECT one FROM ({union}) u LIMIT {cap}) s",
+        link["priority"],
+        link["created_at"],
+        link["id"],
+    )
+    print("\n".join(r[0] for r in plan) + "\n")
 
 
 async def main() -> None:
@@ -125,7 +135,7 @@ async def main() -> None:
             print(f"\n{len(picked)} pending links over the whole queue, sequential calls\n")
             print(common.table(["path", "p50 ms", "p90 ms", "p99 ms", "max ms"], rows))
             print(f"\nreasons: {dict(reasons)}")
-            print("\nplans of the 'ahead in line' ranges for a link in the middle of the queue:\n")
+            print("\nplan of the 'ahead in line' count for a link in the middle of the queue:\n")
             await print_plans(conn, picked[len(picked) // 2])
         finally:
             await ctx.db.dispose()

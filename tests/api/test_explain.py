@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -13,7 +14,7 @@ from assign.db.tables import requests
 from assign.dispatcher.steps import tick
 from assign.services.context import Context
 from tests.dispatcher.test_tick import heartbeat, no_rate_limit
-from tests.factories import ADMIN, Factory, new_id
+from tests.factories import ADMIN, WORKER, Factory, new_id
 from tests.invariants import check_attempts
 
 
@@ -108,6 +109,43 @@ async def test_in_line_counts_links_ahead(ctx: Context, factory: Factory) -> Non
     await tick(ctx)
     (placed,) = await factory.list_links(status="queued")
     assert placed["id"] == ordered[0]  # the link explain put first is the one dispatched
+
+
+async def _bulk(factory: Factory, request: dict[str, Any], n: int) -> None:
+    items = [
+        {"request_id": request["id"], "service_type": request["service_type"], "site_name": "s"}
+    ] * n
+    response = await factory.client.post(
+        f"{WORKER}/links/bulk", json={"links": items}, headers=factory.worker
+    )
+    assert response.status_code == 200, response.text
+
+
+async def test_in_line_counts_up_to_a_thousand(clock: FrozenClock, factory: Factory) -> None:
+    """Links ahead by priority, by age and in the same bulk create (by id) are counted
+    together, up to 1,000; one more is "more than 1,000"."""
+    server = await factory.server(max_threads=1)
+    await heartbeat(factory, server)
+    high, low = await factory.request(priority=1), await factory.request(priority=0)
+    await _bulk(factory, low, 400)
+    clock.advance(minutes=1)
+    await _bulk(factory, low, 2)  # one bulk: the same time, ordered by id
+    newest = clock.now()
+    ties = [
+        lk
+        for lk in await factory.list_links(request_id=low["id"])
+        if at(lk["created_at"]) == newest
+    ]
+    later = max(ties, key=lambda lk: uuid.UUID(lk["id"]))  # the other one is ahead of it
+    assert len(ties) == 2
+    await _bulk(factory, high, 599)
+    assert (await explain(factory, later))[
+        "detail"
+    ] == "1,000 links are ahead of it in dispatch order."
+    await _bulk(factory, high, 1)
+    assert (await explain(factory, later))["detail"] == (
+        "More than 1,000 links are ahead of it in dispatch order."
+    )
 
 
 @pytest.mark.parametrize("settings_overrides", [{"timezone": "Asia/Ho_Chi_Minh"}])

@@ -25,7 +25,7 @@ from assign.security.crypto import Cipher
 from assign.services.context import Context
 from tests.conftest import TEST_SECRET, make_settings
 from tests.factories import ADMIN, TOOL, WORKER, Factory
-from tests.invariants import assert_active_tasks_consistent
+from tests.invariants import assert_active_tasks_consistent, check_attempts
 from tests.model.model import (
     ACTIVE,
     COOLDOWN_MINUTES,
@@ -234,6 +234,7 @@ class MachineBase(RuleBasedStateMachine):
     def app_equals_model(self) -> None:
         self.checks += 1
         self.check_links()
+        self.check_attempts()
         self.check_servers()
         requests = self.call(
             "GET", f"{ADMIN}/requests", expect=200, headers=self.factory.admin,
@@ -279,6 +280,35 @@ class MachineBase(RuleBasedStateMachine):
             want = (link.status, link.phase, link.server_id, link.retry_count,
                     link.profile_url, link.post_url, link.completed_at)  # fmt: skip
             assert got == want, f"link {link_id} ({link.email}): app {got}, model {want}"
+
+    def check_attempts(self) -> None:
+        """The attempts the database's triggers wrote are the model's: as many for each link,
+        numbered from 1, each with its phase, server, outcome and times (and, from
+        ``check_attempts``: at most one open, the last, only for a working link; ``link_counts``
+        equal to the links counted)."""
+        found = self.run(check_attempts(self.ctx))
+        got = {
+            link_id: [
+                (a["number"], a["phase"], a["server_id"] and str(a["server_id"]), a["outcome"],
+                 a["started_at"], a["finished_at"])
+                for a in attempts
+            ]
+            for link_id, attempts in found.items()
+        }  # fmt: skip
+        want = {
+            link.id: [
+                (number, a.phase, a.server_id, a.outcome, a.started_at, a.finished_at)
+                for number, a in enumerate(link.attempts, 1)
+            ]
+            for link in self.links.values()
+            if link.attempts
+        }
+        wrong = {
+            link_id: {"app": got.get(link_id, []), "model": want.get(link_id, [])}
+            for link_id in {*got, *want}
+            if got.get(link_id) != want.get(link_id)
+        }
+        assert not wrong, f"attempts (number, phase, server, outcome, started, finished): {wrong}"
 
     def check_servers(self) -> None:
         listed = self.admin("GET", "/servers", expect=200).json()["data"]

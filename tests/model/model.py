@@ -67,6 +67,17 @@ class MRequest:
 
 
 @dataclass
+class MAttempt:
+    """One claim of a link (PRODUCT §11): numbered by its place in ``MLink.attempts``."""
+
+    phase: str
+    server_id: str | None
+    started_at: datetime
+    outcome: str | None = None  # completed | failed | stale | lost | canceled, once it ended
+    finished_at: datetime | None = None
+
+
+@dataclass
 class MLink:
     id: str
     request_id: str
@@ -86,6 +97,7 @@ class MLink:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     failed_at: datetime | None = None
+    attempts: list[MAttempt] = field(default_factory=list)
 
     @property
     def order(self) -> tuple[int, datetime, uuid.UUID]:
@@ -108,6 +120,17 @@ class MLink:
     def create_completed(self) -> bool:
         """Its create phase completed, whatever its status now."""
         return self.phase == "connect" or self.completed_at is not None
+
+    def start_attempt(self, now: datetime) -> None:
+        """A claim: a new attempt on the link's server, in its phase."""
+        assert not self.attempts or self.attempts[-1].outcome is not None, "an attempt is open"
+        self.attempts.append(MAttempt(self.phase, self.server_id, now))
+
+    def end_attempt(self, outcome: str, now: datetime) -> None:
+        """The working link moved on: its open attempt ends with ``outcome``."""
+        last = self.attempts[-1]
+        assert last.outcome is None, f"{self.id}: no open attempt to end"
+        last.outcome, last.finished_at = outcome, now
 
 
 @dataclass
@@ -164,10 +187,12 @@ class Model:
 
     # --- transitions -----------------------------------------------------------------------
 
-    def fail(self, link: MLink, now: datetime) -> None:
-        """A running/connecting link fails (result, stale timeout or lost server)."""
+    def fail(self, link: MLink, now: datetime, outcome: str = "failed") -> None:
+        """A running/connecting link fails: a failed result, a stale timeout (``stale``) or a
+        lost server (``lost``), the outcome of its attempt."""
         link.status = "failed"
         link.failed_at = now
+        link.end_attempt(outcome, now)
 
     def retry_now(self, link: MLink) -> None:
         """A retryable failed link back to the queue: a connect-phase one to ``connect`` on its
@@ -199,10 +224,10 @@ class Model:
                 if link.status in CANCELED_ON_CLOSE:
                     link.status = "canceled"
 
-    def connect_links(self, request: MRequest) -> tuple[int, int]:
+    def connect_links(self, request: MRequest, now: datetime) -> tuple[int, int]:
         """The connect step: each completed create-phase link with a profile on a server that
         exists -> connect (retry_count 0, completed_at kept); every other create-phase link not
-        canceled yet -> canceled."""
+        canceled yet -> canceled (a running one's attempt ends ``canceled``)."""
         connected = canceled = 0
         for link in self.of_request(request.id):
             if link.phase != "create" or link.status == "canceled":
@@ -213,6 +238,8 @@ class Model:
                 link.retry_count = 0
                 connected += 1
             else:
+                if link.status in WORKING:
+                    link.end_attempt("canceled", now)
                 link.status = "canceled"
                 canceled += 1
         return connected, canceled
@@ -242,7 +269,7 @@ class Model:
                 counts.servers_lost += 1
                 for link in self.links.values():
                     if link.server_id == server.id and link.status in WORKING:
-                        self.fail(link, now)
+                        self.fail(link, now, "lost")
                         counts.lost_failed += 1
         resting = {s.id for s in self.servers.values() if s.status != "online"}
         counts.released = self.release_queued(resting)
@@ -250,7 +277,7 @@ class Model:
         stale_before = now - timedelta(minutes=STALE_MINUTES)
         for link in self.links.values():
             if link.status in WORKING and link.started_at and link.started_at < stale_before:
-                self.fail(link, now)
+                self.fail(link, now, "stale")
                 counts.stale_failed += 1
         # 3. retryable failures of open requests whose back-off ran out -> back to the queue
         for link in self.links.values():
@@ -328,7 +355,7 @@ class Model:
         for request in finished:
             any_completed = any(lk.status == "completed" for lk in self.of_request(request.id))
             if request.status == "running" and request.connect_config:
-                connected, _ = self.connect_links(request)
+                connected, _ = self.connect_links(request, now)
                 status = "connecting" if connected else "failed"
             else:
                 status = "completed" if any_completed else "failed"

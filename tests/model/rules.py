@@ -193,7 +193,7 @@ class WorkerRules(MachineBase):
             return
         answer = self.call("PUT", path, json=body, expect=200).json()
         if op == "connect":
-            moved = self.model.connect_links(request)
+            moved = self.model.connect_links(request, self.now)
             assert (answer["links_connect"], answer["links_canceled"]) == moved
             request.status = "connecting"
         elif op == "complete":
@@ -286,6 +286,7 @@ class FleetRules(MachineBase):
             assert item["password"] == link.password
             link.status = "running" if link.status == "queued" else "connecting"
             link.started_at = self.now
+            link.start_attempt(self.now)
             assert item["status"] == link.status
 
     @precondition(lambda self: self.servers)
@@ -340,6 +341,7 @@ class FleetRules(MachineBase):
             link.post_url = post_url if post_url is not None else link.post_url
         if status == "completed":
             link.status, link.completed_at = "completed", self.now
+            link.end_attempt("completed", self.now)
             if link.phase == "create":
                 self.requests[link.request_id].created_links += 1
         else:

@@ -9,9 +9,12 @@ heartbeat, server deletion (with connect links and failed connect-phase links), 
 the in-process app (httpx over ASGI), and keeps the plain-Python model of ``tests/model/model.py``
 (PRODUCT §4-§6 as §9 settles them). Every answer's status code is the model's (200 / 400 / 404 /
 409), and after every step the app's links (status, phase, server, retries, URLs,
-``completed_at``), servers (status, ``active_tasks``, also against SQL), requests (status,
-``created_links``), per-request link counts, completable requests and per-account statistics
-(``today_count``, ``total_completed``, ``last_post_at`` across the connect phase) equal the model.
+``completed_at``), each link's attempts (PRODUCT §11: as many as its claims, numbered from 1,
+each with its phase, server, outcome and times, as the database's triggers wrote them; and
+``tests/invariants.check_attempts``, with ``link_counts`` against the links), servers (status,
+``active_tasks``, also against SQL), requests (status, ``created_links``), per-request link
+counts, completable requests and per-account statistics (``today_count``, ``total_completed``,
+``last_post_at`` across the connect phase) equal the model.
 
 Sizes come from the hypothesis profile loaded by ``tests/conftest.py`` (``default``, or ``deep``
 with ``ASSIGN_TEST_DEEP=1``): 0.3 of its examples (30 by default), each run 0.6 of its

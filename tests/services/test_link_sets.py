@@ -36,6 +36,47 @@ async def test_pages_follow_the_keyset(ctx: Context, factory: Factory) -> None:
     assert len(seen) == 7 == len(set(seen)) and seen == sorted(seen)
 
 
+async def test_pages_of_one_request_merge_its_statuses(ctx: Context, factory: Factory) -> None:
+    """A request's pages read each of its statuses in id order and merge them: the same pages,
+    whatever the statuses, as the whole table by id gives."""
+    request = await factory.request()
+    other = await factory.request()
+    server = await factory.server(max_threads=10)
+    await factory.links(request, 4, email="a@example.com")
+    await factory.links(other, 3)
+    await factory.links(request, 3, server_id=server["id"])
+    (claimed,) = await factory.claim(server, limit=1)
+    assert (await factory.result(claimed["id"], server, status="completed")).status_code == 200
+    everything = await factory.list_links(status="pending,queued,completed")
+    rid = uuid.UUID(request["id"])
+
+    async def pages(**fields: Any) -> list[uuid.UUID]:
+        seen: list[uuid.UUID] = []
+        after = None
+        while True:
+            items, after = await link_sets.list_page(
+                ctx, match=LinkFilter(request_id=rid, **fields), after=after, limit=2
+            )
+            seen += [i["id"] for i in items]
+            if after is None:
+                return seen
+
+    def expected(statuses: tuple[str, ...], email: str | None = None) -> list[uuid.UUID]:
+        return sorted(
+            uuid.UUID(link["id"])
+            for link in everything
+            if link["request_id"] == request["id"]
+            and link["status"] in statuses
+            and email in (None, link["email"])
+        )
+
+    assert await pages() == expected(("pending", "queued", "completed"))
+    assert len(await pages()) == 7
+    assert await pages(statuses=("pending", "completed")) == expected(("pending", "completed"))
+    assert await pages(statuses=("queued",)) == expected(("queued",))
+    assert await pages(email="a@example.com") == expected(("pending",), "a@example.com")
+
+
 async def test_filters_and_counts(ctx: Context, factory: Factory) -> None:
     request = await factory.request()
     other = await factory.request()

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from assign.domain.eta import Sample, account_rate, ceiling, estimate
+from assign.db.tables import REMAINING_LINKS
+from assign.domain.eta import REMAINING, Sample, account_rate, ceiling, estimate
 from assign.domain.ratelimit import RateLimit
 
 NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
@@ -57,3 +58,10 @@ def test_no_allowance_no_estimate() -> None:
         now=NOW,
     )
     assert got is None
+
+
+def test_index_of_links_left_holds_the_statuses_left() -> None:
+    """The ETA's sample reads ``ix_links_remaining_request_id``: its predicate is REMAINING,
+    sorted as the query writes it."""
+    listed = ", ".join(f"'{status}'" for status in sorted(REMAINING))
+    assert f"status IN ({listed})" == REMAINING_LINKS

@@ -64,8 +64,10 @@ def test_daily_limit_comes_before_cooldown() -> None:
     [
         (0, "0 links are"),
         (1, "1 link is"),
-        (2500, "2,500 links are"),
-        (AHEAD_CAP, "More than 10,000"),
+        (250, "250 links are"),
+        (999, "999 links are"),
+        (AHEAD_CAP, "1,000 links are"),
+        (AHEAD_CAP + 1, "More than 1,000 links are"),
     ],
 )
 def test_in_line_detail(ahead: int, start: str) -> None:

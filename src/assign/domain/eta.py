@@ -16,7 +16,8 @@ from assign.domain.states import ACTIVE, LinkStatus
 
 #: the recent completion rate is measured over this many minutes
 WINDOW_MINUTES = 15
-#: links of the request, next in dispatch order, looked at to see which accounts they use
+#: links still to be done of the request (any of them, in the table's order) looked at to see
+#: which accounts they use
 SAMPLE = 200
 #: links still to be done: active ones, and failed ones (most are retried)
 REMAINING: frozenset[str] = frozenset({*ACTIVE, LinkStatus.FAILED})
@@ -24,8 +25,8 @@ REMAINING: frozenset[str] = frozenset({*ACTIVE, LinkStatus.FAILED})
 
 @dataclass(frozen=True)
 class Sample:
-    """The request's next links in dispatch order: how many, how many have a posting account,
-    and how many accounts they use."""
+    """Up to ``SAMPLE`` links of the request still to be done: how many, how many have a
+    posting account, and how many accounts they use."""
 
     links: int = 0
     with_email: int = 0

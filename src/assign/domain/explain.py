@@ -19,8 +19,10 @@ from assign.domain.states import LinkStatus, is_closed, is_ready, is_retryable
 #: ``assign``)
 TOOL = "tool"
 
-#: "links ahead in line" is counted up to this many, then answered as "more than"
-AHEAD_CAP = 10_000
+#: "links ahead in line" is counted up to this many, then answered as "more than" (an exact
+#: count deep in a queue of millions would cost the queue's length; past a thousand, "more than"
+#: says what an operator needs)
+AHEAD_CAP = 1_000
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,8 @@ def held_by_account(email: str, found: Hold | None) -> Why | None:
 
 
 def in_line(ahead: int) -> Why:
-    if ahead >= AHEAD_CAP:
+    """``ahead`` counted up to ``AHEAD_CAP + 1``: more than the cap is "more than"."""
+    if ahead > AHEAD_CAP:
         count = f"More than {AHEAD_CAP:,} links are"
     elif ahead == 1:
         count = "1 link is"

@@ -8,11 +8,8 @@ the links table per view; requests' ``eta`` is the one the admin API answers (``
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
-
-from cachetools import TTLCache
 
 from assign.db import views
 from assign.db.repositories import catalog as catalog_repo
@@ -29,8 +26,6 @@ from assign.services.context import Context
 
 #: how many of a server's or request's links its page lists
 DETAIL_LINKS = 50
-#: how long the Requests page reuses an ETA it estimated
-ETA_SECONDS = 10.0
 
 
 async def overview(ctx: Context) -> dict[str, Any]:
@@ -43,15 +38,15 @@ async def overview(ctx: Context) -> dict[str, Any]:
             "requests": await repo.count_by_status(conn, requests),
             "leader": None if tick is None else {"holder": tick.holder, "at": tick.ticked_at},
         }
-    # completed and failed per minute: every failure happens on a server, so by server is all
-    found["throughput"] = _jsonable(await history.throughput(ctx, minutes=60, by="server"))
+    found["throughput"] = _jsonable(await history.fleet_minutes(ctx, minutes=60))
     return found
 
 
 def _jsonable(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Throughput rows for a page's chart (times as RFC 3339, keys as strings)."""
     return [
-        {**r, "minute": r["minute"].strftime("%Y-%m-%dT%H:%M:%SZ"), "key": str(r["key"])}
+        {**r, "minute": r["minute"].strftime("%Y-%m-%dT%H:%M:%SZ")}
+        | ({"key": str(r["key"])} if "key" in r else {})
         for r in rows
     ]
 
@@ -62,11 +57,7 @@ async def servers_page(ctx: Context) -> list[dict[str, Any]]:
         rows = await servers_repo.list_servers(
             conn, statuses=None, inactive_before=None, service=None, limit=10_000
         )
-    hour: dict[Any, list[int]] = {}
-    for minute in await history.throughput(ctx, minutes=60, by="server"):
-        sums = hour.setdefault(minute["key"], [0, 0])
-        sums[0] += minute["completed"]
-        sums[1] += minute["failed"]
+    hour = await history.server_totals(ctx, minutes=60)
     out = []
     for row in rows:
         completed, failed = hour.get(row.id, (0, 0))
@@ -105,23 +96,9 @@ async def requests_page(
         )
         page = rows[:limit]
         counts = await history_repo.link_counts_of(conn, [r.id for r in page])
-        etas = await _etas(conn, page, ctx.clock.now())
+        etas = await eta.estimate_all(conn, page, ctx.clock.now(), counts=counts)
     items = [_with_counts(views.request(r), counts.get(r.id, {}), etas[r.id]) for r in page]
     return items, (page[-1].id if len(rows) > limit else None)
-
-
-#: ETAs of the Requests page, kept a few seconds: an estimate reads up to ``eta.SAMPLE`` links
-#: of each request, too much to do for 50 requests on every view
-_ETA_CACHE: TTLCache[uuid.UUID, Any] = TTLCache(maxsize=10_000, ttl=ETA_SECONDS)
-
-
-async def _etas(conn: Any, rows: Sequence[Any], now: Any) -> dict[uuid.UUID, Any]:
-    """The admin API's ``eta`` of each request (services.eta), from the cache when fresh."""
-    missing = [r for r in rows if r.id not in _ETA_CACHE]
-    if missing:
-        for request_id, when in (await eta.estimate_all(conn, missing, now)).items():
-            _ETA_CACHE[request_id] = when
-    return {r.id: _ETA_CACHE.get(r.id) for r in rows}
 
 
 def _with_counts(request: dict[str, Any], counts: dict[str, int], when: Any) -> dict[str, Any]:
@@ -135,11 +112,11 @@ async def request_page(ctx: Context, *, request_id: uuid.UUID) -> dict[str, Any]
         if row is None:
             raise NotFound("Request not found")
         counts = await history_repo.link_counts_of(conn, [request_id])
-        etas = await eta.estimate_all(conn, [row], ctx.clock.now())
-    minutes = await history.throughput(ctx, minutes=60, by="request")
+        etas = await eta.estimate_all(conn, [row], ctx.clock.now(), counts=counts)
+    minutes = await history.throughput(ctx, minutes=60, by="request", key=request_id)
     return {
         "request": _with_counts(views.request(row), counts.get(request_id, {}), etas[row.id]),
-        "throughput": _jsonable([m for m in minutes if m["key"] == request_id]),
+        "throughput": _jsonable(minutes),
     }
 
 

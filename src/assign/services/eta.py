@@ -60,25 +60,34 @@ async def list_requests(
 
 
 async def estimate_all(
-    conn: AsyncConnection, rows: Sequence[Any], now: datetime
+    conn: AsyncConnection,
+    rows: Sequence[Any],
+    now: datetime,
+    *,
+    counts: dict[uuid.UUID, dict[str, int]] | None = None,
 ) -> dict[uuid.UUID, datetime | None]:
-    """{request id: eta}; None for closed requests and those with no recent completion."""
+    """{request id: eta}; None for closed requests and those with no recent completion.
+
+    A few set-based reads for all ``rows`` at once: the links left from ``link_counts`` (or
+    ``counts``, when the caller read them already), the recent completions from the throughput
+    history, and the accounts of up to ``SAMPLE`` links left of only those requests whose
+    estimate depends on them (something left and something completed lately: otherwise the
+    answer is ``now`` or null whatever the accounts)."""
     etas: dict[uuid.UUID, datetime | None] = {r.id: None for r in rows}
     open_ids = [r.id for r in rows if r.status not in REQUEST_FINAL]
     if not open_ids:
         return etas
-    counts = await history_repo.link_counts_of(conn, open_ids)
+    if counts is None or any(request_id not in counts for request_id in open_ids):
+        counts = await history_repo.link_counts_of(conn, open_ids)
     since = minute_of(now) - timedelta(minutes=rules.WINDOW_MINUTES - 1)
     recent = await history_repo.completed_since(conn, kind="request", keys=open_ids, since=since)
     limit = RateLimit.from_settings(await catalog.get_settings(conn, "rate_limit"))
     remaining = {
-        request_id: sum(n for status, n in by_status.items() if status in rules.REMAINING)
-        for request_id, by_status in counts.items()
+        request_id: sum(n for status, n in counts[request_id].items() if status in rules.REMAINING)
+        for request_id in open_ids
     }
-    busy = [request_id for request_id in open_ids if remaining[request_id] > 0]
-    samples = await history_repo.account_samples(
-        conn, request_ids=busy, statuses=sorted(rules.REMAINING), size=rules.SAMPLE
-    )
+    paced = [r for r in open_ids if remaining[r] > 0 and recent.get(r, 0) > 0]
+    samples = await history_repo.account_samples(conn, request_ids=paced, size=rules.SAMPLE)
     for request_id in open_ids:
         if not any(counts[request_id].values()):
             continue  # no link yet: nothing to estimate

@@ -11,8 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from assign.db.repositories import catalog
 from assign.db.repositories import dispatch as dispatch_repo
 from assign.db.repositories import explain as repo
-from assign.db.repositories import links as links_repo
-from assign.db.repositories import requests as requests_repo
 from assign.domain import explain as rules
 from assign.domain.dispatch import FreeServer
 from assign.domain.ratelimit import RateLimit, hold, start_of_day
@@ -27,11 +25,10 @@ async def explain_link(ctx: Context, *, link_id: uuid.UUID) -> dict[str, Any]:
     servers_full, daily_limit, cooldown, in_line); retry_backoff for a retryable failure."""
     now = ctx.clock.now()
     async with ctx.db.read() as conn:
-        link = await links_repo.get(conn, link_id)
+        link = await repo.link_to_explain(conn, link_id)
         if link is None:
             raise NotFound("Link not found")
-        request = await requests_repo.get(conn, link.request_id)
-        request_status = request.status if request is not None else "canceled"
+        request_status = link.request_status or "canceled"  # a request gone: nothing to do
         if link.status != LinkStatus.PENDING:
             why = rules.not_pending(
                 status=link.status,
@@ -70,7 +67,7 @@ async def _pending(
         priority=link.priority,
         created_at=link.created_at,
         link_id=link.id,
-        cap=rules.AHEAD_CAP,
+        cap=rules.AHEAD_CAP + 1,  # one more: "more than" the cap only when it is
     )
     return rules.in_line(ahead)
 

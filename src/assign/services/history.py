@@ -34,9 +34,12 @@ def minute_of(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
-async def throughput(ctx: Context, *, minutes: int, by: str) -> list[dict[str, Any]]:
+async def throughput(
+    ctx: Context, *, minutes: int, by: str, key: uuid.UUID | None = None
+) -> list[dict[str, Any]]:
     """Completed and failed per minute and server (or request) over the last ``minutes``
-    (the current minute included), oldest minute first."""
+    (the current minute included), oldest minute first; of the one server or request ``key``
+    when given."""
     if minutes < 1:
         raise InvalidInput.field("minutes", "must be at least 1")
     # like ``limit``, a longer span is clamped: to the history that is kept
@@ -45,11 +48,29 @@ async def throughput(ctx: Context, *, minutes: int, by: str) -> list[dict[str, A
         raise InvalidInput.field("by", f"unknown value {by!r}; allowed: {', '.join(KINDS)}")
     since = minute_of(ctx.clock.now()) - timedelta(minutes=minutes - 1)
     async with ctx.db.read() as conn:
-        rows = await repo.throughput_since(conn, kind=by, since=since)
+        rows = await repo.throughput_since(conn, kind=by, since=since, key=key)
     return [
         {"minute": r.minute, "key": r.key, "completed": r.completed, "failed": r.failed}
         for r in rows
     ]
+
+
+async def fleet_minutes(ctx: Context, *, minutes: int) -> list[dict[str, Any]]:
+    """Completed and failed per minute over the whole fleet in the last ``minutes`` (the
+    current minute included), oldest first; minutes with neither left out."""
+    since = minute_of(ctx.clock.now()) - timedelta(minutes=minutes - 1)
+    async with ctx.db.read() as conn:
+        # every result, stale timeout and lost link happens on a server: by server is all
+        rows = await repo.totals_by_minute(conn, kind="server", since=since)
+    return [{"minute": r.minute, "completed": r.completed, "failed": r.failed} for r in rows]
+
+
+async def server_totals(ctx: Context, *, minutes: int) -> dict[uuid.UUID, tuple[int, int]]:
+    """{server id: (completed, failed)} over the last ``minutes`` (the current one included)."""
+    since = minute_of(ctx.clock.now()) - timedelta(minutes=minutes - 1)
+    async with ctx.db.read() as conn:
+        rows = await repo.totals_by_key(conn, kind="server", since=since)
+    return {r.key: (int(r.completed), int(r.failed)) for r in rows}
 
 
 async def link_totals(ctx: Context) -> dict[str, int]:

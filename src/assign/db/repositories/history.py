@@ -12,7 +12,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from assign.db import dialect
-from assign.db.tables import attempts, link_counts, links, requests, servers, throughput
+from assign.db.tables import (
+    REMAINING_LINKS,
+    attempts,
+    link_counts,
+    links,
+    requests,
+    servers,
+    throughput,
+)
 from assign.db.views import AnyRow
 from assign.domain.states import ASSIGN_SERVICE
 
@@ -47,6 +55,35 @@ async def throughput_since(
         query = query.where(throughput.c.key == key)
     query = query.group_by(throughput.c.minute, throughput.c.key)
     return list((await conn.execute(query.order_by(throughput.c.minute, throughput.c.key))).all())
+
+
+async def totals_by_minute(conn: AsyncConnection, *, kind: str, since: datetime) -> list[AnyRow]:
+    """(minute, completed, failed) summed over every key of one kind, from ``since`` on, by
+    minute: one row a minute, whatever the number of servers or requests."""
+    query = (
+        sa.select(
+            throughput.c.minute,
+            sa.func.sum(throughput.c.completed).label("completed"),
+            sa.func.sum(throughput.c.failed).label("failed"),
+        )
+        .where(throughput.c.kind == kind, throughput.c.minute >= since)
+        .group_by(throughput.c.minute)
+    )
+    return list((await conn.execute(query.order_by(throughput.c.minute))).all())
+
+
+async def totals_by_key(conn: AsyncConnection, *, kind: str, since: datetime) -> list[AnyRow]:
+    """(key, completed, failed) of each key of one kind from ``since`` on: one row a key."""
+    query = (
+        sa.select(
+            throughput.c.key,
+            sa.func.sum(throughput.c.completed).label("completed"),
+            sa.func.sum(throughput.c.failed).label("failed"),
+        )
+        .where(throughput.c.kind == kind, throughput.c.minute >= since)
+        .group_by(throughput.c.key)
+    )
+    return list((await conn.execute(query)).all())
 
 
 async def completed_since(
@@ -215,30 +252,33 @@ async def compact_throughput(conn: AsyncConnection, *, since: datetime) -> int:
 
 
 async def account_samples(
-    conn: AsyncConnection, *, request_ids: Sequence[uuid.UUID], statuses: Sequence[str], size: int
+    conn: AsyncConnection, *, request_ids: Sequence[uuid.UUID], size: int
 ) -> dict[uuid.UUID, tuple[int, int, int]]:
-    """{request id: (links, links with an email, distinct emails)} among up to
-    ``size`` of each request's links in ``statuses``: one index range of (request_id, status)
-    per request, ``size`` rows at most."""
+    """{request id: (links, links with an email, distinct emails)} among up to ``size`` of
+    each request's links still to be done: one range of ``ix_links_remaining_request_id`` per
+    request, ``size`` entries at most, which hold the email (PostgreSQL: no table page read)."""
     out: dict[uuid.UUID, tuple[int, int, int]] = {}
     if not request_ids:
         return out
     if dialect.bulk_arrays(conn):
+        # the statuses written out, not bound: a generic plan must still see the index's predicate
         rows = await conn.execute(
             sa.text(
-                "SELECT r.id, count(s.*), count(s.email), count(DISTINCT s.email) "
+                "SELECT r.id, s.n, s.with_email, s.accounts "
                 "FROM unnest(CAST(:ids AS uuid[])) AS r(id) CROSS JOIN LATERAL ("
-                "  SELECT l.email FROM links l WHERE l.request_id = r.id "
-                "  AND l.status = ANY(CAST(:statuses AS text[])) "
-                f"  LIMIT {int(size)}) s GROUP BY r.id"
+                "  SELECT count(*) AS n, count(p.email) AS with_email,"
+                "         count(DISTINCT p.email) AS accounts"
+                "  FROM (SELECT l.email FROM links l"
+                f"        WHERE l.request_id = r.id AND l.{REMAINING_LINKS}"
+                f"        LIMIT {int(size)}) p) s"
             ),
-            {"ids": list(request_ids), "statuses": list(statuses)},
+            {"ids": list(request_ids)},
         )
         return {r[0]: (int(r[1]), int(r[2]), int(r[3])) for r in rows}
     for request_id in request_ids:
         picked = (
             sa.select(links.c.email)
-            .where(links.c.request_id == request_id, links.c.status.in_(list(statuses)))
+            .where(links.c.request_id == request_id, sa.text(REMAINING_LINKS))
             .limit(size)
             .subquery()
         )

@@ -18,6 +18,7 @@ from assign.db.tables import links
 from assign.domain.filters import LinkFilter
 from assign.domain.states import LinkStatus
 
+ALL_STATUSES = tuple(sorted(s.value for s in LinkStatus))
 #: what an operator's cancel applies to: every link not done with (completed work is kept)
 CANCELABLE = tuple(
     sorted(s.value for s in LinkStatus if s not in (LinkStatus.COMPLETED, LinkStatus.CANCELED))
@@ -50,10 +51,28 @@ async def page(
     conn: AsyncConnection, match: LinkFilter, *, after: uuid.UUID | None, limit: int
 ) -> Sequence[Row[Any]]:
     """Up to ``limit`` links of the filter with ids after ``after``, by id (keyset, no OFFSET)."""
-    query = sa.select(links).where(condition(match))
+    where = condition(match)
     if after is not None:
-        query = query.where(links.c.id > after)
-    return (await conn.execute(query.order_by(links.c.id).limit(limit))).all()
+        where = sa.and_(where, links.c.id > after)
+    if match.request_id is None:
+        return (
+            await conn.execute(sa.select(links).where(where).order_by(links.c.id).limit(limit))
+        ).all()
+    # one request: each of its (request, status) ranges of ix_links_request_id_status_id is in
+    # id order, so the page is the first ``limit`` of their merge; by the primary key the page
+    # would read the links of every other request on the way
+    ranges = [
+        sa.select(links.c.id)
+        .where(where, links.c.status == status)
+        .order_by(links.c.id)
+        .limit(limit)
+        .subquery()
+        for status in match.statuses or ALL_STATUSES
+    ]
+    merged = sa.union_all(*(sa.select(r.c.id) for r in ranges)).subquery()
+    first = sa.select(merged.c.id).order_by(merged.c.id).limit(limit)
+    query = sa.select(links).where(links.c.id.in_(first)).order_by(links.c.id)
+    return (await conn.execute(query)).all()
 
 
 async def count(conn: AsyncConnection, where: Any) -> int:
