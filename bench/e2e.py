@@ -54,6 +54,10 @@ class Run:
     requests: int = 0
     api_cpu: float = float("nan")
     db_cpu: float = float("nan")
+    #: CPU of this process (the load generator) during the run
+    bench_cpu: float = float("nan")
+    #: PostgreSQL backends that served Assign during the run
+    backends: int = 0
     claims: list[float] = field(default_factory=list)
     results: list[float] = field(default_factory=list)
     first_claim: list[float] = field(default_factory=list)
@@ -148,6 +152,54 @@ class Service:
         self.log.close()
         with contextlib.suppress(OSError):
             os.unlink(self.log.name)
+
+
+class BackendCpu:
+    """CPU time of the PostgreSQL backends serving Assign (``application_name`` assign...),
+    sampled while a run lasts: the API's pool opens connections as the load grows (and closes
+    its overflow ones), so the backends alive at the start are not those at the end. A backend
+    first seen during the run counts from zero; one that ends counts up to its last sample."""
+
+    def __init__(self, conn: asyncpg.Connection, every: float = 0.05) -> None:
+        self.conn, self.every = conn, every
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.running = False
+        self.task: asyncio.Task[None] | None = None
+
+    async def _sample(self) -> None:
+        rows = await self.conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name LIKE 'assign%'"
+        )
+        for (pid,) in rows:
+            cpu = common.cpu_seconds([pid])
+            self.first.setdefault(pid, 0.0 if self.running else cpu)
+            if cpu or pid not in self.last:  # 0: it ended between the query and the read
+                self.last[pid] = cpu
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            await self._sample()
+
+    async def start(self) -> None:
+        await self._sample()
+        self.running = True
+        self.task = asyncio.create_task(self._poll())
+
+    async def stop(self) -> float:
+        """Seconds of CPU the backends used since :meth:`start`."""
+        assert self.task is not None
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self._sample()
+        return sum(self.last[p] - self.first[p] for p in self.last)
+
+    @property
+    def backends(self) -> int:
+        return len(self.last)
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -363,7 +415,7 @@ async def drive(
     slots: int,
     mode: str,
     pids: Callable[[], list[int]],
-    db_pids: Callable[[], Awaitable[list[int]]],
+    db: BackendCpu | None,
 ) -> Load:
     load = Load(base, fleet, slots, run)
     stop = asyncio.Event()
@@ -372,12 +424,17 @@ async def drive(
     async with httpx.AsyncClient(timeout=120) as http:
         await asyncio.sleep(1.0)  # every server waiting in its claim
         await bulk_create(http, base, fleet, run.links)
-        cpu0, db0 = common.cpu_seconds(pids()), common.cpu_seconds(await db_pids())
+        cpu0, own0 = common.cpu_seconds(pids()), time.process_time()
+        if db is not None:
+            await db.start()
         await load.done.wait()
         assert load.first_claim_at is not None
         run.seconds = time.perf_counter() - load.first_claim_at
         run.api_cpu = common.cpu_seconds(pids()) - cpu0
-        run.db_cpu = common.cpu_seconds(await db_pids()) - db0
+        run.bench_cpu = time.process_time() - own0
+        if db is not None:
+            run.db_cpu = await db.stop()
+            run.backends = db.backends
         await asyncio.sleep(0.5)
         # bulk create -> first claim, while every claim waits
         for probe in fleet.probe_ids:
@@ -463,7 +520,7 @@ async def assign_run(
                     args.slots,
                     mode,
                     service.pids,
-                    lambda: common.backend_pids(admin),
+                    BackendCpu(admin),
                 )
             finally:
                 await admin.close()
@@ -477,15 +534,11 @@ async def assign_run(
             fleet = seed_sqlite(path, args.servers, args.slots)
             service = Service(url, port).start()
             try:
-                await drive(run, service.base, fleet, args.slots, mode, service.pids, _no_pids)
+                await drive(run, service.base, fleet, args.slots, mode, service.pids, None)
             finally:
                 service.stop()
             run.checks = check_sqlite(path, fleet, args.links + probes) + "; " + run.checks
     return run
-
-
-async def _no_pids() -> list[int]:
-    return []
 
 
 # --- raw SQL ceilings ------------------------------------------------------------------------
@@ -541,11 +594,12 @@ async def raw_pg(name: str, batched: bool, args: argparse.Namespace) -> Run:
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
                 )
             ]
-        cpu0 = common.cpu_seconds(pids)
+        cpu0, own0 = common.cpu_seconds(pids), time.process_time()
         await asyncio.gather(*(server() for _ in range(args.servers)))
         assert first is not None
         run.seconds = time.perf_counter() - first
         run.db_cpu = common.cpu_seconds(pids) - cpu0
+        run.bench_cpu = time.process_time() - own0
         await pool.close()
     return run
 
@@ -647,11 +701,14 @@ def report(runs: list[Run]) -> str:
             f"{r.requests / r.links:.2f}" if r.requests else "-",
             f"{r.api_cpu / r.links * 1000:.2f}" if r.api_cpu == r.api_cpu else "-",
             f"{r.db_cpu / r.links * 1000:.2f}" if r.db_cpu == r.db_cpu else "-",
+            f"{r.bench_cpu / r.links * 1000:.2f}" if r.bench_cpu == r.bench_cpu else "-",
+            str(r.backends or "-"),
             f"{_ms(r.claims, 50)}/{_ms(r.claims, 99)}", f"{_ms(r.results, 50)}/{_ms(r.results, 99)}",
             _ms(r.first_claim, 50), f"{r.rss_mb:.0f}" if r.rss_mb == r.rss_mb else "-", r.checks or "-",
         ])  # fmt: skip
     headers = ["run", "links/s", "÷ raw batched", "÷ raw per link", "÷ procrastinate c4",
-               "requests/link", "API CPU ms/link", "DB CPU ms/link", "claim p50/p99 ms",
+               "requests/link", "API CPU ms/link", "DB CPU ms/link", "load CPU ms/link",
+               "DB backends", "claim p50/p99 ms",
                "result p50/p99 ms", "create→claim p50 ms", "API RSS MB", "invariants"]  # fmt: skip
     return common.table(headers, rows)
 
