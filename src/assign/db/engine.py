@@ -112,9 +112,13 @@ class Database:
                 raise ValueError("an in-memory SQLite database cannot be shared; use a file")
             kwargs["connect_args"] = {"timeout": 30}
         else:
+            # Every connection made is kept (twice ``pool_size``, no overflow): an overflow
+            # connection is closed when it is returned to a full pool, so under a steady load
+            # of many short transactions the pool would open and close a PostgreSQL backend
+            # every few of them (the backend's start-up and each statement's preparation again).
             kwargs.update(
-                pool_size=pool_size,
-                max_overflow=pool_size,
+                pool_size=2 * pool_size,
+                max_overflow=0,
                 pool_pre_ping=False,
                 pool_timeout=5,
                 pool_recycle=1800,
