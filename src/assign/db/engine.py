@@ -276,6 +276,34 @@ class Database:
                 raise
         raise AssertionError("unreachable")
 
+    async def run_alone(
+        self, work: Callable[[AsyncConnection], Awaitable[T]], *, attempts: int = 5
+    ) -> T:
+        """:meth:`run` for ``work`` that sends one statement: on PostgreSQL reached directly it
+        runs as its own transaction (autocommit), so no ``BEGIN`` and ``COMMIT`` round trips
+        wrap it and the rows it locks are released as soon as PostgreSQL has committed it, not
+        a client round trip later (rows every writer of a server or a request updates, like
+        ``active_tasks``, are held that much shorter). Through a pooler, on SQLite and inside
+        another transaction, exactly :meth:`run`. Run again on a deadlock or a serialization
+        failure, as :meth:`run`."""
+        outer = _current.get()
+        if self.is_sqlite or self.pooled is not False or (outer is not None and outer[0] is self):
+            return await self.run(work, attempts=attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.engine.connect() as conn:
+                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    return await work(conn)
+            except Exception as exc:
+                if is_connection_error(exc):
+                    raise DatabaseUnavailable(str(exc)) from exc
+                if attempt < attempts and _sqlstate(exc) in RETRYABLE_SQLSTATES:
+                    log.info("transaction retried", extra={"sqlstate": _sqlstate(exc)})
+                    await asyncio.sleep(random.uniform(0.5, 1.0) * 0.01 * 2**attempt)
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
     async def ping(self) -> None:
         try:
             async with self.engine.connect() as conn:

@@ -19,7 +19,7 @@ from assign.db.repositories import history as history_repo
 from assign.db.repositories import links as links_repo
 from assign.db.repositories import servers as servers_repo
 from assign.db.repositories import tool as repo
-from assign.domain.backoff import retry_delay
+from assign.domain.backoff import jitter, retry_delay
 from assign.domain.states import WORKING, LinkStatus, Phase, ServerStatus
 from assign.errors import Conflict, NotFound
 from assign.services import wake
@@ -227,13 +227,77 @@ async def _apply(
     return _Applied(answers, len(outcomes), updated)
 
 
+def _in_one_statement(ctx: Context, reports: Sequence[Report]) -> bool:
+    """Whether ``reports`` are applied by one statement (PostgreSQL, see
+    ``repo.report_in_one``): all but a failed result carrying URLs, which are then set on its
+    attempt by a second statement, after the history trigger has ended it."""
+    return not ctx.db.is_sqlite and not any(
+        r.status != LinkStatus.COMPLETED and (r.profile_url or r.post_url) for r in reports
+    )
+
+
+async def _apply_in_one(
+    conn: AsyncConnection,
+    ctx: Context,
+    server_id: uuid.UUID,
+    reports: Sequence[Report],
+    now: datetime,
+) -> _Applied:
+    """:func:`_apply` as one statement: the same checks, on the locked links, in SQL."""
+    settings = ctx.settings
+    found = await repo.report_in_one(
+        conn,
+        [
+            repo.Report(
+                r.link_id,
+                r.status,
+                None if r.status == LinkStatus.COMPLETED else r.error or "failed",
+                r.profile_url if r.status == LinkStatus.COMPLETED else None,
+                r.post_url if r.status == LinkStatus.COMPLETED else None,
+                r.details,
+            )
+            for r in reports
+        ],
+        server_id=server_id,
+        now=now,
+        factors=[jitter() for _ in reports],
+        base=settings.retry_base_seconds,
+        cap=settings.retry_max_seconds,
+    )
+    answers: list[dict[str, Any]] = []
+    rows = []
+    for report in reports:
+        link = found.get(report.link_id)
+        if link is None or link.found_server_id != server_id:
+            answers.append({"id": report.link_id, "code": 404, "error": NOT_FOUND})
+        elif link.id is None:
+            answers.append(
+                {"id": report.link_id, "code": 409, "error": _not_working(link.found_status)}
+            )
+        else:
+            answers.append({"id": report.link_id, "code": 200})
+            rows.append(link)
+    return _Applied(answers, len(rows), rows)
+
+
+async def _applied(
+    ctx: Context, server_id: uuid.UUID, reports: Sequence[Report], now: datetime
+) -> _Applied:
+    """``reports`` applied in their own transaction (one statement where it can be)."""
+    if _in_one_statement(ctx, reports):
+        return await ctx.db.run_alone(
+            lambda conn: _apply_in_one(conn, ctx, server_id, reports, now)
+        )
+    return await ctx.db.run(lambda conn: _apply(conn, ctx, server_id, reports, now))
+
+
 async def report_results(
     ctx: Context, *, server_id: uuid.UUID, reports: Sequence[Report]
 ) -> tuple[int, list[dict[str, Any]]]:
     """(how many applied, ``{"id", "code", "error"?}`` per report in the order given): each
     report applied as :func:`report_result` would, all in one transaction."""
     now = ctx.clock.now()
-    applied = await ctx.db.run(lambda conn: _apply(conn, ctx, server_id, reports, now))
+    applied = await _applied(ctx, server_id, reports, now)
     if applied.applied:
         wake.slots_freed(ctx)
     for report, answer in zip(reports, applied.answers, strict=True):
@@ -256,19 +320,28 @@ async def report_result(
     """A running/connecting link of this server -> completed or failed; its slot is freed."""
     now = ctx.clock.now()
     report = Report(link_id, status, profile_url, post_url, error, details)
-
-    async def work(conn: AsyncConnection) -> Any:
-        applied = await _apply(conn, ctx, server_id, [report], now)
+    if _in_one_statement(ctx, [report]):
+        applied = await _applied(ctx, server_id, [report], now)
         answer = applied.answers[0]
         if answer["code"] == 404:
             raise NotFound(NOT_FOUND)
         if answer["code"] == 409:
             raise Conflict(answer["error"])
-        if applied.rows:
-            return applied.rows[0]
-        return await links_repo.get(conn, link_id)
+        row = applied.rows[0]
+    else:
 
-    row = await ctx.db.run(work)
+        async def work(conn: AsyncConnection) -> Any:
+            applied = await _apply(conn, ctx, server_id, [report], now)
+            answer = applied.answers[0]
+            if answer["code"] == 404:
+                raise NotFound(NOT_FOUND)
+            if answer["code"] == 409:
+                raise Conflict(answer["error"])
+            if applied.rows:
+                return applied.rows[0]
+            return await links_repo.get(conn, link_id)
+
+        row = await ctx.db.run(work)
     wake.slots_freed(ctx)
     metrics.link_results.labels(status).inc()
     return views.link(row)
