@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -223,3 +224,31 @@ async def test_failed_result_backs_off_by_its_retry_count(
         delay = min(cap, base * 2**count)
         at = await _retry_at(ctx, link["id"])
         assert before + timedelta(seconds=0.5 * delay) <= at <= after + timedelta(seconds=delay)
+
+
+# --- single results sent at once: applied together, each answered as if alone ----------------
+
+
+async def test_concurrent_single_results_each_answered_as_alone(
+    factory: Factory, ctx: Context
+) -> None:
+    server = await factory.server(max_threads=30)
+    request = await factory.request()
+    links_ = await _running(factory, server, request, 20)
+    twice = links_[0]["id"]
+    calls = [factory.result(lk["id"], server, status="completed") for lk in links_]
+    calls.append(factory.result(twice, server, status="completed"))
+    calls.append(factory.result(new_id(), server, status="completed"))
+    answers = await asyncio.gather(*calls)
+    codes = [a.status_code for a in answers]
+    assert codes[1:20] == [200] * 19
+    assert sorted([codes[0], codes[20]]) == [200, 409]  # the repeat is answered as a repeat
+    assert codes[21] == 404
+    for answer, link in zip(answers[1:20], links_[1:20], strict=True):
+        assert (answer.json()["data"]["id"], answer.json()["data"]["status"]) == (
+            link["id"],
+            "completed",
+        )
+    assert (await factory.get_request(request["id"]))["created_links"] == 20
+    assert (await factory.get_server(server["id"]))["active_tasks"] == 0
+    await assert_active_tasks_consistent(ctx)

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -242,8 +243,9 @@ async def _apply_in_one(
     server_id: uuid.UUID,
     reports: Sequence[Report],
     now: datetime,
-) -> _Applied:
-    """:func:`_apply` as one statement: the same checks, on the locked links, in SQL."""
+) -> list[tuple[dict[str, Any], Any]]:
+    """:func:`_apply` as one statement, the same checks on the locked links in SQL: (answer,
+    the link's new row or None) per report."""
     settings = ctx.settings
     found = await repo.report_in_one(
         conn,
@@ -264,20 +266,25 @@ async def _apply_in_one(
         base=settings.retry_base_seconds,
         cap=settings.retry_max_seconds,
     )
-    answers: list[dict[str, Any]] = []
-    rows = []
+    out: list[tuple[dict[str, Any], Any]] = []
     for report in reports:
         link = found.get(report.link_id)
         if link is None or link.found_server_id != server_id:
-            answers.append({"id": report.link_id, "code": 404, "error": NOT_FOUND})
+            out.append(({"id": report.link_id, "code": 404, "error": NOT_FOUND}, None))
         elif link.id is None:
-            answers.append(
-                {"id": report.link_id, "code": 409, "error": _not_working(link.found_status)}
-            )
+            error = _not_working(link.found_status)
+            out.append(({"id": report.link_id, "code": 409, "error": error}, None))
         else:
-            answers.append({"id": report.link_id, "code": 200})
-            rows.append(link)
-    return _Applied(answers, len(rows), rows)
+            out.append(({"id": report.link_id, "code": 200}, link))
+    return out
+
+
+async def _in_one(
+    ctx: Context, server_id: uuid.UUID, reports: Sequence[Report]
+) -> list[tuple[dict[str, Any], Any]]:
+    """``reports`` applied by one statement, alone (see ``Database.run_alone``)."""
+    now = ctx.clock.now()
+    return await ctx.db.run_alone(lambda conn: _apply_in_one(conn, ctx, server_id, reports, now))
 
 
 async def _applied(
@@ -285,9 +292,9 @@ async def _applied(
 ) -> _Applied:
     """``reports`` applied in their own transaction (one statement where it can be)."""
     if _in_one_statement(ctx, reports):
-        return await ctx.db.run_alone(
-            lambda conn: _apply_in_one(conn, ctx, server_id, reports, now)
-        )
+        done = await _in_one(ctx, server_id, reports)
+        rows = [row for _, row in done if row is not None]
+        return _Applied([answer for answer, _ in done], len(rows), rows)
     return await ctx.db.run(lambda conn: _apply(conn, ctx, server_id, reports, now))
 
 
@@ -321,13 +328,14 @@ async def report_result(
     now = ctx.clock.now()
     report = Report(link_id, status, profile_url, post_url, error, details)
     if _in_one_statement(ctx, [report]):
-        applied = await _applied(ctx, server_id, [report], now)
-        answer = applied.answers[0]
+        # the server's other results arriving meanwhile go with it, or in the next statement
+        answer, row = await ctx.result_batches.submit(
+            server_id, report, partial(_in_one, ctx, server_id)
+        )
         if answer["code"] == 404:
             raise NotFound(NOT_FOUND)
         if answer["code"] == 409:
             raise Conflict(answer["error"])
-        row = applied.rows[0]
     else:
 
         async def work(conn: AsyncConnection) -> Any:

@@ -447,5 +447,3 @@ async def count_created(conn: AsyncConnection, counts: dict[Any, int], now: date
         await conn.execute(_COUNT_PG, {"now": now, "ids": ids, "ns": [counts[i] for i in ids]})
     else:
         await conn.execute(_COUNT_SQLITE, [{"now": now, "b_id": i, "b_n": counts[i]} for i in ids])
-
-
