@@ -276,6 +276,12 @@ class Database:
                 raise
         raise AssertionError("unreachable")
 
+    def in_transaction(self) -> bool:
+        """Whether the current task has a transaction of this database open (which
+        :meth:`run` and :meth:`transaction` join)."""
+        outer = _current.get()
+        return outer is not None and outer[0] is self
+
     async def run_alone(
         self, work: Callable[[AsyncConnection], Awaitable[T]], *, attempts: int = 5
     ) -> T:
@@ -286,8 +292,7 @@ class Database:
         ``active_tasks``, are held that much shorter). Through a pooler, on SQLite and inside
         another transaction, exactly :meth:`run`. Run again on a deadlock or a serialization
         failure, as :meth:`run`."""
-        outer = _current.get()
-        if self.is_sqlite or self.pooled is not False or (outer is not None and outer[0] is self):
+        if self.is_sqlite or self.pooled is not False or self.in_transaction():
             return await self.run(work, attempts=attempts)
         for attempt in range(1, attempts + 1):
             try:

@@ -328,10 +328,12 @@ async def report_result(
     now = ctx.clock.now()
     report = Report(link_id, status, profile_url, post_url, error, details)
     if _in_one_statement(ctx, [report]):
-        # the server's other results arriving meanwhile go with it, or in the next statement
-        answer, row = await ctx.result_batches.submit(
-            server_id, report, partial(_in_one, ctx, server_id)
-        )
+        if ctx.db.in_transaction():  # part of a larger unit: in its transaction, alone
+            ((answer, row),) = await _in_one(ctx, server_id, [report])
+        else:  # the server's other results arriving meanwhile go with it, or in the next one
+            answer, row = await ctx.result_batches.submit(
+                server_id, report, partial(_in_one, ctx, server_id)
+            )
         if answer["code"] == 404:
             raise NotFound(NOT_FOUND)
         if answer["code"] == 409:
