@@ -33,7 +33,7 @@ from assign.services import servers as servers_service
 from assign.services import tool as tool_service
 from assign.services.context import Context
 from tests.conftest import PG_ADMIN_URL, PG_SKIP, TEST_SECRET, make_settings
-from tests.factories import WORKER, Factory
+from tests.factories import TOOL, WORKER, Factory
 from tests.integration.procs import migrated_database
 from tests.invariants import assert_active_tasks_consistent
 
@@ -402,4 +402,48 @@ async def test_maintenance_against_a_claim(
     [placed] = await factory.links(await factory.request(), 1, server_id=server["id"])
     assert await tool_service.claim(other_ctx, server_id=sid, limit=10) == []
     assert (await _one_link(db, placed["id"]))["status"] == "queued"
+    await assert_active_tasks_consistent(other_ctx)
+
+
+async def test_the_dispatcher_takes_only_the_slots_left_under_the_server_lock(
+    sides: tuple[Context, Context], factory: Factory, db: asyncpg.Connection
+) -> None:
+    """Step 5 reads free slots without locking the servers, then takes them under each server's
+    lock: a slot taken meanwhile (``PUT /links/:id/assign``, held open here) is not taken
+    twice, and a server whose row another writer holds is waited for, not skipped."""
+    held_ctx, other_ctx = sides
+    server = await factory.server(max_threads=2)
+    beat = await factory.client.post(f"{TOOL}/heartbeat", headers=factory.tool(server))
+    assert beat.status_code == 200
+    request = await factory.request()
+    explicit, *pending = await factory.links(request, 4)
+    sid = uuid.UUID(server["id"])
+
+    async def place() -> Any:
+        tick = steps.TickReport()
+        await steps.assign_pending(other_ctx, other_ctx.clock.now(), tick)
+        return tick
+
+    async def assign() -> Any:
+        return await links_service.assign_link(
+            held_ctx, link_id=uuid.UUID(explicit["id"]), server_id=sid
+        )
+
+    # the dispatcher reads 2 free slots before the explicit assignment commits
+    original = steps.repo.free_servers
+
+    async def read_then_assign(conn: Any, **kwargs: Any) -> Any:
+        rows = await original(conn, **kwargs)
+        assert [r.free for r in rows if r.id == sid] == [2]
+        return rows
+
+    steps.repo.free_servers = read_then_assign  # type: ignore[assignment]
+    try:
+        _, tick = await race(db, held_ctx, assign, place)
+    finally:
+        steps.repo.free_servers = original  # type: ignore[assignment]
+    assert tick.assigned == 1
+    statuses = sorted([(await _one_link(db, lk["id"]))["status"] for lk in pending])
+    assert statuses == ["pending", "pending", "queued"]
+    assert (await factory.get_server(server["id"]))["active_tasks"] == 2
     await assert_active_tasks_consistent(other_ctx)

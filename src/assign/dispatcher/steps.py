@@ -216,9 +216,12 @@ async def _assign_batch(
         candidates = [policy.Candidate(r.id, r.service_type, r.email) for r in window]
         plan = policy.plan(candidates, free, budget)
         # applied per window, so the next window reads past these links
-        placed += await repo.apply_assignments(conn, plan.assignments[:want], now=now)
+        done = await repo.apply_assignments(
+            conn, plan.assignments[:want], now=now, timeout_minutes=timeout_minutes
+        )
+        placed += len(done)
         # the claims waiting for these servers wake when this commits
-        await wake.links_ready(ctx, conn, (server for _, server in plan.assignments[:want]))
+        await wake.links_ready(ctx, conn, (server for _, server in done))
         held_back += plan.held_back
         skip_emails |= plan.held_emails
         skip_types |= plan.unplaceable_types

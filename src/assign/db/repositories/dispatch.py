@@ -7,7 +7,7 @@ Row locks with SKIP LOCKED (nothing on SQLite, whose single writer holds every r
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -98,8 +98,10 @@ async def retry_due(conn: AsyncConnection, *, now: datetime) -> int:
 async def free_servers(
     conn: AsyncConnection, *, now: datetime, timeout_minutes: float
 ) -> list[AnyRow]:
-    """Ready servers (``rules.server_ready``) with a free slot, locked (skipping those another
-    writer holds)."""
+    """Ready servers (``rules.server_ready``) with a free slot, as last committed; not locked:
+    :func:`apply_assignments` takes the slots under the rows' locks. (Locking them here, with
+    ``SKIP LOCKED``, skipped every server whose result was being committed at that moment, and
+    held the rows, which every result of the server updates, for the whole assignment.)"""
     query = (
         sa.select(
             servers.c.id,
@@ -113,8 +115,25 @@ async def free_servers(
         )
         .order_by(servers.c.priority.desc(), servers.c.id)
     )
-    query = query.with_for_update(skip_locked=True)
     return list((await conn.execute(query)).all())
+
+
+async def take_slots(
+    conn: AsyncConnection, server_ids: Iterable[uuid.UUID], *, now: datetime, timeout_minutes: float
+) -> dict[uuid.UUID, int]:
+    """The free slots of those of ``server_ids`` still ready, their rows locked ``FOR UPDATE`` in
+    id order and read as the last writer left them (slots freed since :func:`free_servers`
+    counted, slots taken since not); a server no longer ready is left out."""
+    query = (
+        sa.select(servers.c.id, (servers.c.max_threads - servers.c.active_tasks).label("free"))
+        .where(
+            servers.c.id.in_(sorted(set(server_ids))),
+            rules.server_ready(now=now, timeout_minutes=timeout_minutes),
+        )
+        .order_by(servers.c.id)
+        .with_for_update()
+    )
+    return {r.id: int(r.free) for r in await conn.execute(query)}
 
 
 async def plan_each_statement(conn: AsyncConnection) -> None:
@@ -195,11 +214,28 @@ async def account_usage(
 
 
 async def apply_assignments(
-    conn: AsyncConnection, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]], *, now: datetime
-) -> int:
-    """Pending links -> queued on their servers, and the servers' ``active_tasks`` raised."""
+    conn: AsyncConnection,
+    pairs: Sequence[tuple[uuid.UUID, uuid.UUID]],
+    *,
+    now: datetime,
+    timeout_minutes: float,
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Pending links (locked) -> queued on their servers, and the servers' ``active_tasks``
+    raised: as many of each server's as it has free slots under its row's lock, in the order
+    given (the rest stay pending). The (link, server) pairs placed."""
     if not pairs:
-        return 0
+        return []
+    free = await take_slots(
+        conn, (server_id for _, server_id in pairs), now=now, timeout_minutes=timeout_minutes
+    )
+    kept = []
+    for link_id, server_id in pairs:
+        if free.get(server_id, 0) > 0:
+            free[server_id] -= 1
+            kept.append((link_id, server_id))
+    pairs = kept
+    if not pairs:
+        return []
     counts: dict[uuid.UUID, int] = {}
     for _, server_id in pairs:
         counts[server_id] = counts.get(server_id, 0) + 1
@@ -237,10 +273,10 @@ async def apply_assignments(
             [{"b_id": link_id, "b_server": server_id} for link_id, server_id in pairs],
         )
         moved = len(pairs)  # the single writer holds the rows: all were pending
-    await servers_repo.add_tasks(conn, counts.items())
+    await servers_repo.add_tasks(conn, counts.items())  # rows locked already, in id order
     if moved != len(pairs):
         raise RuntimeError("a locked pending link changed under the dispatcher")
-    return moved
+    return pairs
 
 
 # --- step 6: requests ----------------------------------------------------------------------
