@@ -35,7 +35,7 @@ async def ahead_in_line(
     cap: int,
 ) -> int:
     """Pending links before this one in dispatch order (priority DESC, created_at, id), counted
-    up to ``cap``: three ranges of ``ix_links_status_priority_created_at``, each stopped at
+    up to ``cap``: three ranges of ``ix_links_status_priority_created_at_id``, each stopped at
     ``cap`` rows, the third (same priority and creation time: one bulk create) read by id."""
     pending = links.c.status == LinkStatus.PENDING
     ranges = (
