@@ -12,7 +12,7 @@ from assign.db.engine import DatabaseUnavailable
 from assign.dispatcher import events
 from assign.dispatcher.leader import Leadership
 from assign.dispatcher.steps import PROMPT_STEPS, STEPS, tick
-from assign.services import gauges, history
+from assign.services import gauges, history, statistics
 from assign.services.context import Context
 from assign.services.wake import WAKE_CHANNEL
 
@@ -36,7 +36,7 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
     last_gauge = 0.0
     last_full = 0.0
     was_leader = False
-    last_prune = last_compact = 0.0
+    last_prune = last_compact = last_analyze = 0.0
     log.info("dispatcher started", extra={"holder": leadership.holder, "interval": interval})
     try:
         while not stop.is_set():
@@ -69,6 +69,9 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
                     if full and time.monotonic() - last_compact > COMPACT_SECONDS:
                         await history.compact(ctx)
                         last_compact = time.monotonic()
+                    analyze_due = time.monotonic() - last_analyze > statistics.ANALYZE_SECONDS
+                    if full and analyze_due and await statistics.refresh(ctx):
+                        last_analyze = time.monotonic()
                     if full and time.monotonic() - last_prune > PRUNE_SECONDS:
                         await history.prune(ctx)
                         last_prune = time.monotonic()
