@@ -19,7 +19,7 @@ from assign.services.wake import WAKE_CHANNEL
 log = logging.getLogger("assign.dispatcher")
 
 #: shortest pause between two ticks, however often work arrives
-MIN_GAP = 0.05
+MIN_GAP = 0.02
 #: how often the links-by-state gauge is refreshed
 GAUGE_SECONDS = 10.0
 #: how often the leader deletes history older than ASSIGN_HISTORY_DAYS
