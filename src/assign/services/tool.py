@@ -101,6 +101,8 @@ async def _claim_once(
     heartbeat or activity time is a second old or more (a claim a second is the same news).
     """
     now = ctx.clock.now()
+    if not ctx.db.is_sqlite and not ctx.db.in_transaction():
+        return await _claim_in_one(ctx, server_id=server_id, limit=limit, heartbeat=heartbeat)
 
     async def work(conn: AsyncConnection) -> tuple[list[Any], bool]:
         server = await repo.claiming_server(conn, server_id)
@@ -130,6 +132,46 @@ async def _claim_once(
         return rows, True
 
     return await ctx.db.run(work)
+
+
+async def _claim_in_one(
+    ctx: Context, *, server_id: uuid.UUID, limit: int, heartbeat: bool
+) -> tuple[list[Any], bool]:
+    """:func:`_claim_once` on PostgreSQL: the queued links in one statement run alone, then, only
+    when there is more to do, connect links against the exact free slots (the server locked,
+    as in :func:`_claim_once`) or the seen times, each in a transaction of its own."""
+    now = ctx.clock.now()
+    found = await ctx.db.run_alone(
+        lambda conn: repo.claim_queued(conn, server_id=server_id, limit=limit, now=now)
+    )
+    if found is None:
+        raise NotFound("Server not found")
+    server, rows = found.server, found.rows
+    if server.server_status != ServerStatus.ONLINE:
+        return [], False
+    more = min(limit - len(rows), server.max_threads - server.active_tasks)
+    if more > 0 and found.has_connect:
+
+        async def connect(conn: AsyncConnection) -> list[Any]:
+            # the server's row first: the connect links are taken with SKIP LOCKED (no wait)
+            locked = await repo.lock_server(conn, server_id)
+            if locked is None or locked.status != ServerStatus.ONLINE:
+                return []
+            more = min(limit - len(rows), locked.max_threads - locked.active_tasks)
+            connecting = await repo.claim_links(
+                conn, server_id=server_id, source=LinkStatus.CONNECT, limit=more, now=now
+            )
+            if connecting:
+                await servers_repo.add_tasks(conn, [(server_id, len(connecting))])
+            await repo.mark_claimed(conn, server_id=server_id, heartbeat=heartbeat, now=now)
+            return connecting
+
+        rows.extend(await ctx.db.run(connect))
+    elif (heartbeat and _stale(server.last_health_check, now)) or _stale(server.last_active, now):
+        await ctx.db.run_alone(
+            lambda conn: repo.mark_claimed(conn, server_id=server_id, heartbeat=heartbeat, now=now)
+        )
+    return rows, True
 
 
 def _stale(seen: datetime | None, now: datetime) -> bool:

@@ -72,6 +72,67 @@ async def claim_links(
     return rows
 
 
+# One statement for what a claim does nearly every time (PostgreSQL, run alone): the server read
+# (not locked), its queued links taken as claim_links does, unless it is not online, and
+# whether it has connect links, which a claim with free slots then takes in a transaction of
+# its own (against the slots under the server's lock, see services.tool).
+_CLAIM_QUEUED_PG = sa.text(
+    "WITH srv AS MATERIALIZED (SELECT servers.status, servers.max_threads, "
+    "servers.active_tasks, servers.last_health_check, servers.last_active FROM servers "
+    "WHERE servers.id = :sid), "
+    "picked AS MATERIALIZED (SELECT links.id FROM links WHERE links.server_id = :sid "
+    "AND links.status = :queued ORDER BY links.priority DESC, links.created_at, links.id "
+    "LIMIT :limit FOR UPDATE SKIP LOCKED), "
+    "claimed AS (UPDATE links SET status = :running, started_at = :now, updated_at = :now "
+    "WHERE links.id IN (SELECT picked.id FROM picked) AND links.status = :queued "
+    "AND EXISTS (SELECT 1 FROM srv WHERE srv.status = :online) RETURNING links.*) "
+    "SELECT srv.status AS server_status, srv.max_threads, srv.active_tasks, "
+    "srv.last_health_check, srv.last_active, EXISTS (SELECT 1 FROM links "
+    "WHERE links.server_id = :sid AND links.status = :connect) AS has_connect, claimed.* "
+    "FROM srv LEFT JOIN claimed ON true"
+).columns(
+    sa.column("server_status", sa.String()),
+    servers.c.max_threads,
+    servers.c.active_tasks,
+    servers.c.last_health_check,
+    servers.c.last_active,
+    sa.column("has_connect", sa.Boolean()),
+    *links.c,
+)
+
+
+@dataclass(frozen=True)
+class QueuedClaim:
+    """What :func:`claim_queued` found: the server as read, and the links it took."""
+
+    server: AnyRow
+    has_connect: bool
+    rows: list[AnyRow]
+
+
+async def claim_queued(
+    conn: AsyncConnection, *, server_id: uuid.UUID, limit: int, now: datetime
+) -> QueuedClaim | None:
+    """Up to ``limit`` of the server's queued links moved to running, dispatch order, in one
+    statement (PostgreSQL); with the server's status, slots and seen times as read (its
+    ``server_status``), and whether it has connect links. None when it does not exist."""
+    values = {
+        "sid": server_id,
+        "limit": max(limit, 0),
+        "now": now,
+        "queued": LinkStatus.QUEUED.value,
+        "running": LinkStatus.RUNNING.value,
+        "connect": LinkStatus.CONNECT.value,
+        "online": ServerStatus.ONLINE.value,
+    }
+    found = (await conn.execute(_CLAIM_QUEUED_PG, values)).all()
+    if not found:
+        return None
+    rows = [r for r in found if r.id is not None]
+    rows.sort(key=lambda r: (-r.priority, r.created_at, r.id))
+    return QueuedClaim(found[0], bool(found[0].has_connect), rows)
+
+
 _SERVER = sa.select(
     servers.c.status,
     servers.c.max_threads,
