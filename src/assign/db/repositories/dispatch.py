@@ -282,19 +282,36 @@ async def apply_assignments(
 # --- step 6: requests ----------------------------------------------------------------------
 
 
-async def start_requests(conn: AsyncConnection, *, now: datetime) -> int:
-    """Pending requests with a dispatched link -> running; how many."""
+def _starting(now: datetime) -> Any:
+    """Pending requests with a dispatched link -> running (their ids returned)."""
     dispatched = sa.exists().where(
         links.c.request_id == requests.c.id,
         links.c.status.in_(sorted(IN_FLIGHT | {LinkStatus.COMPLETED})),
     )
-    query = (
+    return (
         requests.update()
         .where(requests.c.status == RequestStatus.PENDING, dispatched)
         .values(**requests_repo.status_values(RequestStatus.RUNNING, now))
         .returning(requests.c.id)
     )
-    return len((await conn.execute(query)).all())
+
+
+async def start_requests(conn: AsyncConnection, *, now: datetime) -> int:
+    """Pending requests with a dispatched link -> running; how many."""
+    return len((await conn.execute(_starting(now))).all())
+
+
+async def start_requests_and_look(conn: AsyncConnection, *, now: datetime) -> tuple[int, bool]:
+    """:func:`start_requests` and whether :func:`finished_requests` would find one, in one
+    statement (PostgreSQL; run alone, it takes no lock but the started requests'): (how many
+    started, whether any is finished)."""
+    started = _starting(now).cte("started")
+    query = sa.select(
+        sa.select(sa.func.count()).select_from(started).scalar_subquery(),
+        sa.exists().where(*_finished()),
+    )
+    n, finished = (await conn.execute(query)).one()
+    return int(n), bool(finished)
 
 
 def _nothing_left() -> list[Any]:
@@ -307,6 +324,15 @@ def _nothing_left() -> list[Any]:
     return [~active, ~retryable]
 
 
+def _finished() -> list[Any]:
+    """Running/connecting requests with links and none active."""
+    return [
+        requests.c.status.in_([RequestStatus.RUNNING, RequestStatus.CONNECTING]),
+        requests_repo.has_links(),
+        *_nothing_left(),
+    ]
+
+
 async def finished_requests(conn: AsyncConnection, *, limit: int = 500) -> list[AnyRow]:
     """Running/connecting requests with links and none active; with whether any completed."""
     any_completed = (
@@ -316,11 +342,7 @@ async def finished_requests(conn: AsyncConnection, *, limit: int = 500) -> list[
     )
     query = (
         sa.select(requests.c.id, requests.c.status, requests.c.config, any_completed)
-        .where(
-            requests.c.status.in_([RequestStatus.RUNNING, RequestStatus.CONNECTING]),
-            requests_repo.has_links(),
-            *_nothing_left(),
-        )
+        .where(*_finished())
         .order_by(requests.c.priority.desc(), requests.c.created_at)
         .limit(limit)
     )
