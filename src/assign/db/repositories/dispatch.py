@@ -213,6 +213,20 @@ async def account_usage(
     return used, recent
 
 
+#: the links placed and their servers' ``active_tasks`` raised, in one statement (both locked
+#: already: the links by the pending window, the servers by take_slots)
+_PLACE_PG = sa.text(
+    "WITH moved AS (UPDATE links SET status = :queued, server_id = v.server_id, "
+    "assigned_at = :now, updated_at = :now FROM unnest(CAST(:ids AS uuid[]), "
+    "CAST(:servers AS uuid[])) AS v(id, server_id) WHERE links.id = v.id "
+    "AND links.status = ANY(CAST(:sources AS text[])) RETURNING 1), "
+    "counted AS (UPDATE servers SET active_tasks = servers.active_tasks + c.n "
+    "FROM unnest(CAST(:sids AS uuid[]), CAST(:ns AS integer[])) AS c(id, n) "
+    "WHERE servers.id = c.id RETURNING 1) "
+    "SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM counted)"
+)
+
+
 async def apply_assignments(
     conn: AsyncConnection,
     pairs: Sequence[tuple[uuid.UUID, uuid.UUID]],
@@ -240,22 +254,21 @@ async def apply_assignments(
     for _, server_id in pairs:
         counts[server_id] = counts.get(server_id, 0) + 1
     if dialect.bulk_arrays(conn):
-        result = await conn.execute(
-            sa.text(
-                "UPDATE links SET status = :queued, server_id = v.server_id, assigned_at = :now, "
-                "updated_at = :now FROM unnest(CAST(:ids AS uuid[]), CAST(:servers AS uuid[])) "
-                "AS v(id, server_id) WHERE links.id = v.id "
-                "AND links.status = ANY(CAST(:sources AS text[]))"
-            ),
-            {
-                "ids": [p[0] for p in pairs],
-                "servers": [p[1] for p in pairs],
-                "now": now,
-                "queued": LinkStatus.QUEUED.value,
-                "sources": [str(s) for s in sorted(sources(LinkEvent.ASSIGN))],
-            },
-        )
-        moved = result.rowcount
+        ordered = sorted(counts.items())
+        moved, _ = (
+            await conn.execute(
+                _PLACE_PG,
+                {
+                    "ids": [p[0] for p in pairs],
+                    "servers": [p[1] for p in pairs],
+                    "now": now,
+                    "queued": LinkStatus.QUEUED.value,
+                    "sources": [str(s) for s in sorted(sources(LinkEvent.ASSIGN))],
+                    "sids": [server_id for server_id, _ in ordered],
+                    "ns": [n for _, n in ordered],
+                },
+            )
+        ).one()
     else:
         await conn.execute(
             links.update()
@@ -273,7 +286,7 @@ async def apply_assignments(
             [{"b_id": link_id, "b_server": server_id} for link_id, server_id in pairs],
         )
         moved = len(pairs)  # the single writer holds the rows: all were pending
-    await servers_repo.add_tasks(conn, counts.items())  # rows locked already, in id order
+        await servers_repo.add_tasks(conn, counts.items())
     if moved != len(pairs):
         raise RuntimeError("a locked pending link changed under the dispatcher")
     return pairs
