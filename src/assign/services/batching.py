@@ -38,7 +38,9 @@ class Batches(Generic[K, I, R]):
         self, key: K, item: I, apply: Callable[[Sequence[I]], Awaitable[Sequence[R]]]
     ) -> R:
         """``item``'s answer from ``apply(batch)`` (the answers in the batch's order); what
-        ``apply`` raises is raised to every item of its batch."""
+        ``apply`` raises is raised to every item of its batch. ``apply`` must be the same for
+        every item of ``key``: the one given with the first item of a run of batches applies
+        them all."""
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._queued.setdefault(key, []).append((item, future))
         if key not in self._tasks:

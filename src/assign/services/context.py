@@ -27,7 +27,8 @@ class Context:
     known_keys: KeyCache = field(default_factory=lambda: KeyCache(0))
     #: claims waiting in this process, and what wakes them (see assign.services.wake)
     hub: Hub = field(default_factory=Hub)
-    #: single results of each server, applied together while one is in flight (see
+    #: single results of each server (and way of applying them), applied together while one
+    #: is in flight (see
     #: assign.services.batching and assign.services.tool.report_result)
     result_batches: Batches[Any, Any, Any] = field(
         default_factory=lambda: Batches(limit=1000, identity=lambda report: report.link_id)

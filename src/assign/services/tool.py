@@ -329,6 +329,27 @@ async def _in_one(
     return await ctx.db.run_alone(lambda conn: _apply_in_one(conn, ctx, server_id, reports, now))
 
 
+async def _in_transaction(
+    ctx: Context, server_id: uuid.UUID, reports: Sequence[Report]
+) -> list[tuple[dict[str, Any], Any]]:
+    """``reports`` applied by :func:`_apply` in one transaction, with the new rows of the links
+    that took their result: (answer, row or None) per report."""
+    now = ctx.clock.now()
+
+    async def work(conn: AsyncConnection) -> list[tuple[dict[str, Any], Any]]:
+        applied = await _apply(conn, ctx, server_id, reports, now)
+        rows = {r.id: r for r in applied.rows}
+        out = []
+        for answer in applied.answers:
+            row = None
+            if answer["code"] == 200:
+                row = rows.get(answer["id"]) or await links_repo.get(conn, answer["id"])
+            out.append((answer, row))
+        return out
+
+    return await ctx.db.run(work)
+
+
 async def _applied(
     ctx: Context, server_id: uuid.UUID, reports: Sequence[Report], now: datetime
 ) -> _Applied:
@@ -367,33 +388,21 @@ async def report_result(
     details: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """A running/connecting link of this server -> completed or failed; its slot is freed."""
-    now = ctx.clock.now()
     report = Report(link_id, status, profile_url, post_url, error, details)
-    if _in_one_statement(ctx, [report]):
-        if ctx.db.in_transaction():  # part of a larger unit: in its transaction, alone
-            ((answer, row),) = await _in_one(ctx, server_id, [report])
-        else:  # the server's other results arriving meanwhile go with it, or in the next one
-            answer, row = await ctx.result_batches.submit(
-                server_id, report, partial(_in_one, ctx, server_id)
-            )
-        if answer["code"] == 404:
-            raise NotFound(NOT_FOUND)
-        if answer["code"] == 409:
-            raise Conflict(answer["error"])
+    one = _in_one_statement(ctx, [report])
+    apply = _in_one if one else _in_transaction
+    if ctx.db.in_transaction():  # part of a larger unit: in its transaction, alone
+        ((answer, row),) = await apply(ctx, server_id, [report])
     else:
-
-        async def work(conn: AsyncConnection) -> Any:
-            applied = await _apply(conn, ctx, server_id, [report], now)
-            answer = applied.answers[0]
-            if answer["code"] == 404:
-                raise NotFound(NOT_FOUND)
-            if answer["code"] == 409:
-                raise Conflict(answer["error"])
-            if applied.rows:
-                return applied.rows[0]
-            return await links_repo.get(conn, link_id)
-
-        row = await ctx.db.run(work)
+        # the server's results arriving while one is applied go together in the next
+        # statement (on SQLite, transaction: one writer at a time anyway)
+        answer, row = await ctx.result_batches.submit(
+            (server_id, one), report, partial(apply, ctx, server_id)
+        )
+    if answer["code"] == 404:
+        raise NotFound(NOT_FOUND)
+    if answer["code"] == 409:
+        raise Conflict(answer["error"])
     wake.slots_freed(ctx)
     metrics.link_results.labels(status).inc()
     return views.link(row)
