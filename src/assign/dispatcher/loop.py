@@ -45,6 +45,7 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
             try:
                 leader = await leadership.acquire(ctx.clock.now())
                 metrics.leader.set(1 if leader else 0)
+                ctx.hub.leading_here = leader
                 if leader != was_leader:
                     events.log_leadership(leadership.holder, leader=leader)
                     was_leader = leader
@@ -88,6 +89,7 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
                 log.exception("dispatcher tick failed")
             await _pause(ctx, stop, 0 if busy else interval)
     finally:
+        ctx.hub.leading_here = False
         await leadership.release()
         metrics.leader.set(0)
         if was_leader:
