@@ -211,14 +211,14 @@ async def test_failed_result_backs_off_by_its_retry_count(
                 .where(links.c.id == uuid.UUID(link["id"]))
                 .values(retry_count=count, max_retries=10)
             )
-    before = datetime.now(UTC)
+    before = ctx.clock.now()  # the service's clock (frozen in these tests)
     if batched:
         body = {"results": [{"id": lk["id"], "status": "failed"} for lk in links_]}
         assert (await _results(factory, server, body)).json()["updated"] == 3
     else:
         for link in links_:
             assert (await factory.result(link["id"], server, status="failed")).status_code == 200
-    after = datetime.now(UTC)
+    after = ctx.clock.now()
     base, cap = ctx.settings.retry_base_seconds, ctx.settings.retry_max_seconds
     for link, count in zip(links_, counts, strict=True):
         delay = min(cap, base * 2**count)
