@@ -35,9 +35,10 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common
 from e2e_data import Fleet, Run, check_postgres, check_sqlite, seed_postgres, seed_sqlite
+from e2e_http import Http1
 from e2e_procrastinate import procrastinate_run
 from e2e_raw import raw_pg, raw_sqlite
-from e2e_service import Service
+from e2e_service import BackendCpu, Service
 
 from assign.worker import Result, Worker
 
@@ -110,32 +111,28 @@ class Load:
             self.done.set()
 
     async def per_link(self, key: str, stop: asyncio.Event) -> None:
-        headers = {"X-API-Key": key}
-        limits = httpx.Limits(
-            max_connections=self.slots + 2, max_keepalive_connections=self.slots + 2
-        )
-        async with httpx.AsyncClient(
-            base_url=self.base, headers=headers, limits=limits, timeout=60
-        ) as http:
-            free = asyncio.Semaphore(self.slots)
-            pending: set[asyncio.Task[None]] = set()
+        http = Http1(self.base, key, self.slots + 2)
+        free = asyncio.Semaphore(self.slots)
+        pending: set[asyncio.Task[None]] = set()
+        done = b'{"status":"completed"}'
 
-            async def report(link_id: str) -> None:
-                try:
-                    for _ in range(20):
-                        started = time.perf_counter()
-                        response = await http.put(
-                            f"{TOOL}/links/{link_id}/result", json={"status": "completed"}
-                        )
-                        self.run.requests += 1
-                        self.run.results.append(time.perf_counter() - started)
-                        if response.status_code == 200:
-                            self._finished(1)
-                            return
-                        await asyncio.sleep(0.1)
-                finally:
-                    free.release()
+        async def report(link_id: str) -> None:
+            try:
+                for _ in range(20):
+                    started = time.perf_counter()
+                    status, _ = await http.call(
+                        b"PUT", f"{TOOL}/links/{link_id}/result".encode(), done
+                    )
+                    self.run.requests += 1
+                    self.run.results.append(time.perf_counter() - started)
+                    if status == 200:
+                        self._finished(1)
+                        return
+                    await asyncio.sleep(0.1)
+            finally:
+                free.release()
 
+        try:
             while not stop.is_set():
                 await free.acquire()
                 n = 1
@@ -143,19 +140,20 @@ class Load:
                     await free.acquire()
                     n += 1
                 started = time.perf_counter()
+                body = b'{"limit":%d,"wait_seconds":10}' % n
                 claim = asyncio.ensure_future(
-                    http.post(f"{TOOL}/links/claim", json={"limit": n, "wait_seconds": 10})
+                    http.call(b"POST", f"{TOOL}/links/claim".encode(), body)
                 )
                 await asyncio.wait(
                     [claim, asyncio.ensure_future(stop.wait())], return_when=asyncio.FIRST_COMPLETED
                 )
                 if not claim.done():
-                    claim.cancel()
+                    claim.cancel()  # its connection is closed: the service sees the client leave
                     return
-                response = claim.result()
+                status, content = claim.result()
                 self.run.requests += 1
                 self.run.claims.append(time.perf_counter() - started)
-                links = response.json()["data"] if response.status_code == 200 else []
+                links = orjson.loads(content)["data"] if status == 200 else []
                 self._got(links)
                 for _ in range(n - len(links)):
                     free.release()
@@ -163,6 +161,8 @@ class Load:
                     task = asyncio.create_task(report(link["id"]))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
+        finally:
+            http.close()
 
     async def with_worker(self, key: str, stop: asyncio.Event) -> None:
         load = self
@@ -198,7 +198,7 @@ async def drive(
     slots: int,
     mode: str,
     pids: Callable[[], list[int]],
-    db_pids: Callable[[], Awaitable[list[int]]],
+    db: BackendCpu | None,
 ) -> Load:
     load = Load(base, fleet, slots, run)
     stop = asyncio.Event()
@@ -207,12 +207,17 @@ async def drive(
     async with httpx.AsyncClient(timeout=120) as http:
         await asyncio.sleep(1.0)  # every server waiting in its claim
         await bulk_create(http, base, fleet, run.links)
-        cpu0, db0 = common.cpu_seconds(pids()), common.cpu_seconds(await db_pids())
+        cpu0, own0 = common.cpu_seconds(pids()), time.process_time()
+        if db is not None:
+            await db.start()
         await load.done.wait()
         assert load.first_claim_at is not None
         run.seconds = time.perf_counter() - load.first_claim_at
         run.api_cpu = common.cpu_seconds(pids()) - cpu0
-        run.db_cpu = common.cpu_seconds(await db_pids()) - db0
+        run.bench_cpu = time.process_time() - own0
+        if db is not None:
+            run.db_cpu = await db.stop()
+            run.backends = db.backends
         await asyncio.sleep(0.5)
         # bulk create -> first claim, while every claim waits
         for probe in fleet.probe_ids:
@@ -262,7 +267,7 @@ async def assign_run(
                     args.slots,
                     mode,
                     service.pids,
-                    lambda: common.backend_pids(admin),
+                    BackendCpu(admin),
                 )
             finally:
                 await admin.close()
@@ -276,7 +281,7 @@ async def assign_run(
             fleet = seed_sqlite(path, args.servers, args.slots)
             service = Service(url, port).start()
             try:
-                await drive(run, service.base, fleet, args.slots, mode, service.pids, _no_pids)
+                await drive(run, service.base, fleet, args.slots, mode, service.pids, None)
             finally:
                 service.stop()
             run.checks = check_sqlite(path, fleet, args.links + probes) + "; " + run.checks
@@ -310,11 +315,14 @@ def report(runs: list[Run]) -> str:
             f"{r.requests / r.links:.2f}" if r.requests else "-",
             f"{r.api_cpu / r.links * 1000:.2f}" if r.api_cpu == r.api_cpu else "-",
             f"{r.db_cpu / r.links * 1000:.2f}" if r.db_cpu == r.db_cpu else "-",
+            f"{r.bench_cpu / r.links * 1000:.2f}" if r.bench_cpu == r.bench_cpu else "-",
+            str(r.backends or "-"),
             f"{_ms(r.claims, 50)}/{_ms(r.claims, 99)}", f"{_ms(r.results, 50)}/{_ms(r.results, 99)}",
             _ms(r.first_claim, 50), f"{r.rss_mb:.0f}" if r.rss_mb == r.rss_mb else "-", r.checks or "-",
         ])  # fmt: skip
     headers = ["run", "links/s", "÷ raw batched", "÷ raw per link", "÷ procrastinate c4",
-               "requests/link", "API CPU ms/link", "DB CPU ms/link", "claim p50/p99 ms",
+               "requests/link", "API CPU ms/link", "DB CPU ms/link", "load CPU ms/link",
+               "DB backends", "claim p50/p99 ms",
                "result p50/p99 ms", "create→claim p50 ms", "API RSS MB", "invariants"]  # fmt: skip
     return common.table(headers, rows)
 

@@ -22,6 +22,10 @@ class Run:
     requests: int = 0
     api_cpu: float = float("nan")
     db_cpu: float = float("nan")
+    #: CPU of this process (the load generator) during the run
+    bench_cpu: float = float("nan")
+    #: PostgreSQL backends that served Assign during the run
+    backends: int = 0
     claims: list[float] = field(default_factory=list)
     results: list[float] = field(default_factory=list)
     first_claim: list[float] = field(default_factory=list)

@@ -66,11 +66,12 @@ async def raw_pg(name: str, batched: bool, args: argparse.Namespace) -> Run:
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
                 )
             ]
-        cpu0 = common.cpu_seconds(pids)
+        cpu0, own0 = common.cpu_seconds(pids), time.process_time()
         await asyncio.gather(*(server() for _ in range(args.servers)))
         assert first is not None
         run.seconds = time.perf_counter() - first
         run.db_cpu = common.cpu_seconds(pids) - cpu0
+        run.bench_cpu = time.process_time() - own0
         await pool.close()
     return run
 

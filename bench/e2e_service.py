@@ -3,6 +3,7 @@ API processes), and ``assign dispatch`` when separate."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import tempfile
 import time
 
+import asyncpg
 import common
 import httpx
 
@@ -84,3 +86,51 @@ class Service:
         self.log.close()
         with contextlib.suppress(OSError):
             os.unlink(self.log.name)
+
+
+class BackendCpu:
+    """CPU time of the PostgreSQL backends serving Assign (``application_name`` assign...),
+    sampled while a run lasts: the API's pool opens connections as the load grows (and closes
+    its overflow ones), so the backends alive at the start are not those at the end. A backend
+    first seen during the run counts from zero; one that ends counts up to its last sample."""
+
+    def __init__(self, conn: asyncpg.Connection, every: float = 0.05) -> None:
+        self.conn, self.every = conn, every
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.running = False
+        self.task: asyncio.Task[None] | None = None
+
+    async def _sample(self) -> None:
+        rows = await self.conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND application_name LIKE 'assign%'"
+        )
+        for (pid,) in rows:
+            cpu = common.cpu_seconds([pid])
+            self.first.setdefault(pid, 0.0 if self.running else cpu)
+            if cpu or pid not in self.last:  # 0: it ended between the query and the read
+                self.last[pid] = cpu
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.every)
+            await self._sample()
+
+    async def start(self) -> None:
+        await self._sample()
+        self.running = True
+        self.task = asyncio.create_task(self._poll())
+
+    async def stop(self) -> float:
+        """Seconds of CPU the backends used since :meth:`start`."""
+        assert self.task is not None
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self._sample()
+        return sum(self.last[p] - self.first[p] for p in self.last)
+
+    @property
+    def backends(self) -> int:
+        return len(self.last)

@@ -126,6 +126,7 @@ def _lifespan(
             if task is not None:
                 await asyncio.gather(task, return_exceptions=True)
             await ctx.hub.close()  # the claim listener and wake-up sender of this process
+            await ctx.result_batches.close()  # none in flight once the requests have ended
             if context is None:
                 await ctx.db.dispose()
 

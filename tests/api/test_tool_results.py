@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
+from assign.db.tables import links
 from assign.services.context import Context
 from tests.factories import TOOL, Factory, new_id
 from tests.invariants import assert_active_tasks_consistent
@@ -177,3 +182,73 @@ async def test_failed_result_keeps_no_url(factory: Factory) -> None:
     assert (await _results(factory, server, body)).json()["updated"] == 1
     got = await factory.get_link(second["id"], server)
     assert (got["status"], got["profile_url"], got["post_url"]) == ("failed", None, None)
+
+
+# --- a failed result's back-off (PRODUCT.md §6: min(retry_max, retry_base * 2^retry_count),
+# times a factor in [0.5, 1], counted from the failure) ---------------------------------------
+
+
+async def _retry_at(ctx: Context, link_id: str) -> datetime:
+    async with ctx.db.read() as conn:
+        value = (
+            await conn.execute(sa.select(links.c.retry_at).where(links.c.id == uuid.UUID(link_id)))
+        ).scalar_one()
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+async def test_failed_result_backs_off_by_its_retry_count(
+    factory: Factory, ctx: Context, batched: bool
+) -> None:
+    server = await factory.server(max_threads=10)
+    request = await factory.request()
+    links_ = await _running(factory, server, request, 3)
+    counts = [0, 3, 8]  # 30 s, 240 s, 7680 s capped at 3600 s
+    async with ctx.db.transaction() as conn:
+        for link, count in zip(links_, counts, strict=True):
+            await conn.execute(
+                links.update()
+                .where(links.c.id == uuid.UUID(link["id"]))
+                .values(retry_count=count, max_retries=10)
+            )
+    before = ctx.clock.now()  # the service's clock (frozen in these tests)
+    if batched:
+        body = {"results": [{"id": lk["id"], "status": "failed"} for lk in links_]}
+        assert (await _results(factory, server, body)).json()["updated"] == 3
+    else:
+        for link in links_:
+            assert (await factory.result(link["id"], server, status="failed")).status_code == 200
+    after = ctx.clock.now()
+    base, cap = ctx.settings.retry_base_seconds, ctx.settings.retry_max_seconds
+    for link, count in zip(links_, counts, strict=True):
+        delay = min(cap, base * 2**count)
+        at = await _retry_at(ctx, link["id"])
+        assert before + timedelta(seconds=0.5 * delay) <= at <= after + timedelta(seconds=delay)
+
+
+# --- single results sent at once: applied together, each answered as if alone ----------------
+
+
+async def test_concurrent_single_results_each_answered_as_alone(
+    factory: Factory, ctx: Context
+) -> None:
+    server = await factory.server(max_threads=30)
+    request = await factory.request()
+    links_ = await _running(factory, server, request, 20)
+    twice = links_[0]["id"]
+    calls = [factory.result(lk["id"], server, status="completed") for lk in links_]
+    calls.append(factory.result(twice, server, status="completed"))
+    calls.append(factory.result(new_id(), server, status="completed"))
+    answers = await asyncio.gather(*calls)
+    codes = [a.status_code for a in answers]
+    assert codes[1:20] == [200] * 19
+    assert sorted([codes[0], codes[20]]) == [200, 409]  # the repeat is answered as a repeat
+    assert codes[21] == 404
+    for answer, link in zip(answers[1:20], links_[1:20], strict=True):
+        assert (answer.json()["data"]["id"], answer.json()["data"]["status"]) == (
+            link["id"],
+            "completed",
+        )
+    assert (await factory.get_request(request["id"]))["created_links"] == 20
+    assert (await factory.get_server(server["id"]))["active_tasks"] == 0
+    await assert_active_tasks_consistent(ctx)

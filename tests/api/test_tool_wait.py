@@ -232,3 +232,31 @@ async def test_results_notify_dispatchers_of_other_processes(
         await asyncio.wait_for(heard.wait(), 5)
     finally:
         await listener.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_kind", ["postgres"], indirect=True)
+async def test_results_send_no_notify_while_the_dispatcher_here_leads(
+    factory: Factory, ctx: Context
+) -> None:
+    """The leading dispatcher in this process is woken in process; dispatchers elsewhere only
+    stand by, so no NOTIFY (each serialises its commit on the notification lock)."""
+    server = await factory.server()
+    request = await factory.request()
+    (link,) = await factory.links(request, 1)
+    assert (await factory.assign(link["id"], server)).status_code == 200
+    await factory.claim(server)
+    dsn = ctx.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    listener = await asyncpg.connect(dsn)
+    heard = asyncio.Event()
+    ctx.hub.leading_here = True
+    try:
+        await listener.add_listener(wake.WAKE_CHANNEL, lambda *_: heard.set())
+        ctx.wake.clear()
+        assert (await factory.result(link["id"], server)).status_code == 200
+        assert ctx.wake.is_set()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(heard.wait(), 0.5)
+    finally:
+        ctx.hub.leading_here = False
+        await listener.close()

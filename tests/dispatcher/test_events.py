@@ -7,11 +7,14 @@ import asyncio
 import logging
 from typing import Any
 
+import orjson
 import pytest
 
 from assign.clock import FrozenClock
+from assign.dispatcher.events import log_tick
 from assign.dispatcher.loop import run_dispatcher
-from assign.dispatcher.steps import tick
+from assign.dispatcher.steps import TickReport, tick
+from assign.domain.states import RequestStatus
 from assign.logging import JSONFormatter
 from assign.services.context import Context
 from tests.dispatcher.test_tick import heartbeat, no_rate_limit
@@ -71,3 +74,12 @@ async def test_tick_and_lost_server_lines(
     assert lost.server_name == "worker-7"  # type: ignore[attr-defined]
     assert lost.links_released == 1 and lost.links_failed == 1  # type: ignore[attr-defined]
     no_secret(caplog, dead["api_key"], "s3cret-pass")
+
+
+def test_a_tick_that_closes_requests_is_one_json_line(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="assign.dispatcher")
+    report = TickReport(finished={RequestStatus.COMPLETED: 2, RequestStatus.FAILED: 1})
+    log_tick(report, seconds=0.01, full=True)
+    (line,) = records(caplog, "dispatcher tick")
+    entry = orjson.loads(JSONFormatter().format(line))
+    assert entry["finished"] == {"completed": 2, "failed": 1}

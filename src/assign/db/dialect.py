@@ -118,6 +118,30 @@ async def plan_each_statement(conn: AsyncConnection) -> None:
         await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
+_CHANGED_SINCE_ANALYZE = sa.text(
+    "SELECT s.n_mod_since_analyze, greatest(c.reltuples, 0) FROM pg_stat_user_tables s "
+    "JOIN pg_class c ON c.oid = s.relid WHERE s.relid = CAST(:table AS regclass)"
+)
+
+
+async def stale_statistics(
+    conn: AsyncConnection, table: str, *, at_least: int, fraction: float
+) -> bool:
+    """Whether more rows of ``table`` changed since its last ``ANALYZE`` than ``at_least`` plus
+    ``fraction`` of the rows it had then (PostgreSQL's planner estimates from those
+    statistics; SQLite plans without them: never)."""
+    if not _postgres(conn):
+        return False
+    row = (await conn.execute(_CHANGED_SINCE_ANALYZE, {"table": table})).first()
+    return row is not None and row[0] > at_least + fraction * row[1]
+
+
+async def analyze(conn: AsyncConnection, table: str) -> None:
+    """Refresh the planner's statistics of ``table`` (PostgreSQL)."""
+    if _postgres(conn):
+        await conn.exec_driver_sql(f"ANALYZE {table}")
+
+
 async def notify(conn: AsyncConnection, channel: str, payload: str | None = None) -> None:
     """Send ``NOTIFY channel`` (with ``payload``) when the transaction commits (PostgreSQL);
     nothing on SQLite."""

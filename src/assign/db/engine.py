@@ -112,9 +112,13 @@ class Database:
                 raise ValueError("an in-memory SQLite database cannot be shared; use a file")
             kwargs["connect_args"] = {"timeout": 30}
         else:
+            # Every connection made is kept (twice ``pool_size``, no overflow): an overflow
+            # connection is closed when it is returned to a full pool, so under a steady load
+            # of many short transactions the pool would open and close a PostgreSQL backend
+            # every few of them (the backend's start-up and each statement's preparation again).
             kwargs.update(
-                pool_size=pool_size,
-                max_overflow=pool_size,
+                pool_size=2 * pool_size,
+                max_overflow=0,
                 pool_pre_ping=False,
                 pool_timeout=5,
                 pool_recycle=1800,
@@ -265,6 +269,39 @@ class Database:
                 async with self.transaction() as conn:
                     return await work(conn)
             except Exception as exc:
+                if attempt < attempts and _sqlstate(exc) in RETRYABLE_SQLSTATES:
+                    log.info("transaction retried", extra={"sqlstate": _sqlstate(exc)})
+                    await asyncio.sleep(random.uniform(0.5, 1.0) * 0.01 * 2**attempt)
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def in_transaction(self) -> bool:
+        """Whether the current task has a transaction of this database open (which
+        :meth:`run` and :meth:`transaction` join)."""
+        outer = _current.get()
+        return outer is not None and outer[0] is self
+
+    async def run_alone(
+        self, work: Callable[[AsyncConnection], Awaitable[T]], *, attempts: int = 5
+    ) -> T:
+        """:meth:`run` for ``work`` that sends one statement: on PostgreSQL reached directly it
+        runs as its own transaction (autocommit), so no ``BEGIN`` and ``COMMIT`` round trips
+        wrap it and the rows it locks are released as soon as PostgreSQL has committed it, not
+        a client round trip later (rows every writer of a server or a request updates, like
+        ``active_tasks``, are held that much shorter). Through a pooler, on SQLite and inside
+        another transaction, exactly :meth:`run`. Run again on a deadlock or a serialization
+        failure, as :meth:`run`."""
+        if self.is_sqlite or self.pooled is not False or self.in_transaction():
+            return await self.run(work, attempts=attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                async with self.engine.connect() as conn:
+                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    return await work(conn)
+            except Exception as exc:
+                if is_connection_error(exc):
+                    raise DatabaseUnavailable(str(exc)) from exc
                 if attempt < attempts and _sqlstate(exc) in RETRYABLE_SQLSTATES:
                     log.info("transaction retried", extra={"sqlstate": _sqlstate(exc)})
                     await asyncio.sleep(random.uniform(0.5, 1.0) * 0.01 * 2**attempt)

@@ -135,9 +135,13 @@ links = _table(
     sa.Column("started_at", UTCDateTime()),
     sa.Column("completed_at", UTCDateTime()),
     *_timestamps(),
-    # dispatch queue and GET /links?status=X, ordered by request priority then age
+    # dispatch queue and GET /links?status=X, in dispatch order: request priority, age, id
     sa.Index(
-        "ix_links_status_priority_created_at", "status", sa.text("priority DESC"), "created_at"
+        "ix_links_status_priority_created_at_id",
+        "status",
+        sa.text("priority DESC"),
+        "created_at",
+        "id",
     ),
     # per-request look-ups by status (connect, complete, completable, retries), and a request's
     # links page by page: each (request, status) range in id order (link_sets.page)

@@ -27,7 +27,8 @@ CHANGES = (
 def tick_changes(report: Any) -> dict[str, Any]:
     """The counts of a tick that changed something ({} when nothing changed)."""
     counts = {name: getattr(report, name, 0) for name in CHANGES}
-    finished = dict(getattr(report, "finished", {}) or {})
+    # by plain status names: the JSON log lines take only str keys (not a StrEnum's)
+    finished = {str(k): v for k, v in (getattr(report, "finished", {}) or {}).items()}
     if not any(counts.values()) and not finished:
         return {}
     return {**counts, "held_back": getattr(report, "held_back", 0), "finished": finished}

@@ -14,14 +14,14 @@ from assign.db.engine import DatabaseUnavailable
 from assign.dispatcher import events
 from assign.dispatcher.leader import Leadership
 from assign.dispatcher.steps import PROMPT_STEPS, STEPS, tick
-from assign.services import gauges, history
+from assign.services import gauges, history, statistics
 from assign.services.context import Context
 from assign.services.wake import WAKE_CHANNEL
 
 log = logging.getLogger("assign.dispatcher")
 
 #: shortest pause between two ticks, however often work arrives
-MIN_GAP = 0.05
+MIN_GAP = 0.02
 #: how often the links-by-state gauge is refreshed
 GAUGE_SECONDS = 10.0
 #: how often the leader deletes history older than ASSIGN_HISTORY_DAYS
@@ -40,6 +40,7 @@ class _Leading:
     last_compact: float = 0.0
     last_prune: float = 0.0
     last_gauge: float = 0.0
+    last_analyze: float = 0.0
 
 
 async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
@@ -56,6 +57,7 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
             try:
                 leader = await leadership.acquire(ctx.clock.now())
                 metrics.leader.set(1 if leader else 0)
+                ctx.hub.leading_here = leader
                 if leader != was_leader:
                     events.log_leadership(leadership.holder, leader=leader)
                     was_leader = leader
@@ -72,6 +74,7 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
                 log.exception("dispatcher tick failed")
             await _pause(ctx, stop, 0 if busy else interval)
     finally:
+        ctx.hub.leading_here = False
         await leadership.release()
         metrics.leader.set(0)
         if was_leader:
@@ -102,11 +105,15 @@ async def _tick(
 
 
 async def _upkeep(ctx: Context, leading: _Leading, *, full: bool) -> None:
-    """The leader's periodic upkeep after a tick: fold and prune the history (after a full
-    tick, each at its own pace), refresh the gauges."""
+    """The leader's periodic upkeep after a tick: fold and prune the history, analyze the
+    links when enough of them changed (after a full tick, each at its own pace), refresh the
+    gauges."""
     if full and time.monotonic() - leading.last_compact > COMPACT_SECONDS:
         await history.compact(ctx)
         leading.last_compact = time.monotonic()
+    analyze_due = time.monotonic() - leading.last_analyze > statistics.ANALYZE_SECONDS
+    if full and analyze_due and await statistics.refresh(ctx):
+        leading.last_analyze = time.monotonic()
     if full and time.monotonic() - leading.last_prune > PRUNE_SECONDS:
         await history.prune(ctx)
         leading.last_prune = time.monotonic()

@@ -216,9 +216,12 @@ async def _assign_batch(
         candidates = [policy.Candidate(r.id, r.service_type, r.email) for r in window]
         plan = policy.plan(candidates, free, budget)
         # applied per window, so the next window reads past these links
-        placed += await repo.apply_assignments(conn, plan.assignments[:want], now=now)
+        done = await repo.apply_assignments(
+            conn, plan.assignments[:want], now=now, timeout_minutes=timeout_minutes
+        )
+        placed += len(done)
         # the claims waiting for these servers wake when this commits
-        await wake.links_ready(ctx, conn, (server for _, server in plan.assignments[:want]))
+        await wake.links_ready(ctx, conn, (server for _, server in done))
         held_back += plan.held_back
         skip_emails |= plan.held_emails
         skip_types |= plan.unplaceable_types
@@ -255,7 +258,18 @@ async def _allowances(
 
 
 async def close_requests(ctx: Context, now: datetime, report: TickReport) -> None:
-    """Step 6: start requests with dispatched links; close those whose links are all done."""
+    """Step 6: start requests with dispatched links; close those whose links are all done.
+
+    On PostgreSQL the starts and a look for finished requests are one statement, run alone;
+    the transaction that locks and closes them follows only when there is one (a tick
+    nearly always finds none, and this step ran as four round trips every tick)."""
+    if not ctx.db.is_sqlite:
+        started, finished = await ctx.db.run_alone(
+            lambda conn: repo.start_requests_and_look(conn, now=now)
+        )
+        report.started += started
+        if not finished:
+            return
 
     async def work(conn: AsyncConnection) -> None:
         report.started += await repo.start_requests(conn, now=now)

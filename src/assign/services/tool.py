@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -19,7 +20,7 @@ from assign.db.repositories import history as history_repo
 from assign.db.repositories import links as links_repo
 from assign.db.repositories import servers as servers_repo
 from assign.db.repositories import tool as repo
-from assign.domain.backoff import retry_delay
+from assign.domain.backoff import jitter, retry_delay
 from assign.domain.states import WORKING, LinkStatus, Phase, ServerStatus
 from assign.errors import Conflict, NotFound
 from assign.services import wake
@@ -100,6 +101,8 @@ async def _claim_once(
     heartbeat or activity time is a second old or more (a claim a second is the same news).
     """
     now = ctx.clock.now()
+    if not ctx.db.is_sqlite and not ctx.db.in_transaction():
+        return await _claim_in_one(ctx, server_id=server_id, limit=limit, heartbeat=heartbeat)
 
     async def work(conn: AsyncConnection) -> tuple[list[Any], bool]:
         server = await repo.claiming_server(conn, server_id)
@@ -129,6 +132,46 @@ async def _claim_once(
         return rows, True
 
     return await ctx.db.run(work)
+
+
+async def _claim_in_one(
+    ctx: Context, *, server_id: uuid.UUID, limit: int, heartbeat: bool
+) -> tuple[list[Any], bool]:
+    """:func:`_claim_once` on PostgreSQL: the queued links in one statement run alone, then, only
+    when there is more to do, connect links against the exact free slots (the server locked,
+    as in :func:`_claim_once`) or the seen times, each in a transaction of its own."""
+    now = ctx.clock.now()
+    found = await ctx.db.run_alone(
+        lambda conn: repo.claim_queued(conn, server_id=server_id, limit=limit, now=now)
+    )
+    if found is None:
+        raise NotFound("Server not found")
+    server, rows = found.server, found.rows
+    if server.server_status != ServerStatus.ONLINE:
+        return [], False
+    more = min(limit - len(rows), server.max_threads - server.active_tasks)
+    if more > 0 and found.has_connect:
+
+        async def connect(conn: AsyncConnection) -> list[Any]:
+            # the server's row first: the connect links are taken with SKIP LOCKED (no wait)
+            locked = await repo.lock_server(conn, server_id)
+            if locked is None or locked.status != ServerStatus.ONLINE:
+                return []
+            more = min(limit - len(rows), locked.max_threads - locked.active_tasks)
+            connecting = await repo.claim_links(
+                conn, server_id=server_id, source=LinkStatus.CONNECT, limit=more, now=now
+            )
+            if connecting:
+                await servers_repo.add_tasks(conn, [(server_id, len(connecting))])
+            await repo.mark_claimed(conn, server_id=server_id, heartbeat=heartbeat, now=now)
+            return connecting
+
+        rows.extend(await ctx.db.run(connect))
+    elif (heartbeat and _stale(server.last_health_check, now)) or _stale(server.last_active, now):
+        await ctx.db.run_alone(
+            lambda conn: repo.mark_claimed(conn, server_id=server_id, heartbeat=heartbeat, now=now)
+        )
+    return rows, True
 
 
 def _stale(seen: datetime | None, now: datetime) -> bool:
@@ -227,13 +270,104 @@ async def _apply(
     return _Applied(answers, len(outcomes), updated)
 
 
+def _in_one_statement(ctx: Context, reports: Sequence[Report]) -> bool:
+    """Whether ``reports`` are applied by one statement (PostgreSQL, see
+    ``repo.report_in_one``): all but a failed result carrying URLs, which are then set on its
+    attempt by a second statement, after the history trigger has ended it."""
+    return not ctx.db.is_sqlite and not any(
+        r.status != LinkStatus.COMPLETED and (r.profile_url or r.post_url) for r in reports
+    )
+
+
+async def _apply_in_one(
+    conn: AsyncConnection,
+    ctx: Context,
+    server_id: uuid.UUID,
+    reports: Sequence[Report],
+    now: datetime,
+) -> list[tuple[dict[str, Any], Any]]:
+    """:func:`_apply` as one statement, the same checks on the locked links in SQL: (answer,
+    the link's new row or None) per report."""
+    settings = ctx.settings
+    found = await repo.report_in_one(
+        conn,
+        [
+            repo.Report(
+                r.link_id,
+                r.status,
+                None if r.status == LinkStatus.COMPLETED else r.error or "failed",
+                r.profile_url if r.status == LinkStatus.COMPLETED else None,
+                r.post_url if r.status == LinkStatus.COMPLETED else None,
+                r.details,
+            )
+            for r in reports
+        ],
+        server_id=server_id,
+        now=now,
+        factors=[jitter() for _ in reports],
+        base=settings.retry_base_seconds,
+        cap=settings.retry_max_seconds,
+    )
+    out: list[tuple[dict[str, Any], Any]] = []
+    for report in reports:
+        link = found.get(report.link_id)
+        if link is None or link.found_server_id != server_id:
+            out.append(({"id": report.link_id, "code": 404, "error": NOT_FOUND}, None))
+        elif link.id is None:
+            error = _not_working(link.found_status)
+            out.append(({"id": report.link_id, "code": 409, "error": error}, None))
+        else:
+            out.append(({"id": report.link_id, "code": 200}, link))
+    return out
+
+
+async def _in_one(
+    ctx: Context, server_id: uuid.UUID, reports: Sequence[Report]
+) -> list[tuple[dict[str, Any], Any]]:
+    """``reports`` applied by one statement, alone (see ``Database.run_alone``)."""
+    now = ctx.clock.now()
+    return await ctx.db.run_alone(lambda conn: _apply_in_one(conn, ctx, server_id, reports, now))
+
+
+async def _in_transaction(
+    ctx: Context, server_id: uuid.UUID, reports: Sequence[Report]
+) -> list[tuple[dict[str, Any], Any]]:
+    """``reports`` applied by :func:`_apply` in one transaction, with the new rows of the links
+    that took their result: (answer, row or None) per report."""
+    now = ctx.clock.now()
+
+    async def work(conn: AsyncConnection) -> list[tuple[dict[str, Any], Any]]:
+        applied = await _apply(conn, ctx, server_id, reports, now)
+        rows = {r.id: r for r in applied.rows}
+        out = []
+        for answer in applied.answers:
+            row = None
+            if answer["code"] == 200:
+                row = rows.get(answer["id"]) or await links_repo.get(conn, answer["id"])
+            out.append((answer, row))
+        return out
+
+    return await ctx.db.run(work)
+
+
+async def _applied(
+    ctx: Context, server_id: uuid.UUID, reports: Sequence[Report], now: datetime
+) -> _Applied:
+    """``reports`` applied in their own transaction (one statement where it can be)."""
+    if _in_one_statement(ctx, reports):
+        done = await _in_one(ctx, server_id, reports)
+        rows = [row for _, row in done if row is not None]
+        return _Applied([answer for answer, _ in done], len(rows), rows)
+    return await ctx.db.run(lambda conn: _apply(conn, ctx, server_id, reports, now))
+
+
 async def report_results(
     ctx: Context, *, server_id: uuid.UUID, reports: Sequence[Report]
 ) -> tuple[int, list[dict[str, Any]]]:
     """(how many applied, ``{"id", "code", "error"?}`` per report in the order given): each
     report applied as :func:`report_result` would, all in one transaction."""
     now = ctx.clock.now()
-    applied = await ctx.db.run(lambda conn: _apply(conn, ctx, server_id, reports, now))
+    applied = await _applied(ctx, server_id, reports, now)
     if applied.applied:
         wake.slots_freed(ctx)
     for report, answer in zip(reports, applied.answers, strict=True):
@@ -254,21 +388,21 @@ async def report_result(
     details: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """A running/connecting link of this server -> completed or failed; its slot is freed."""
-    now = ctx.clock.now()
     report = Report(link_id, status, profile_url, post_url, error, details)
-
-    async def work(conn: AsyncConnection) -> Any:
-        applied = await _apply(conn, ctx, server_id, [report], now)
-        answer = applied.answers[0]
-        if answer["code"] == 404:
-            raise NotFound(NOT_FOUND)
-        if answer["code"] == 409:
-            raise Conflict(answer["error"])
-        if applied.rows:
-            return applied.rows[0]
-        return await links_repo.get(conn, link_id)
-
-    row = await ctx.db.run(work)
+    one = _in_one_statement(ctx, [report])
+    apply = _in_one if one else _in_transaction
+    if ctx.db.in_transaction():  # part of a larger unit: in its transaction, alone
+        ((answer, row),) = await apply(ctx, server_id, [report])
+    else:
+        # the server's results arriving while one is applied go together in the next
+        # statement (on SQLite, transaction: one writer at a time anyway)
+        answer, row = await ctx.result_batches.submit(
+            (server_id, one), report, partial(apply, ctx, server_id)
+        )
+    if answer["code"] == 404:
+        raise NotFound(NOT_FOUND)
+    if answer["code"] == 409:
+        raise Conflict(answer["error"])
     wake.slots_freed(ctx)
     metrics.link_results.labels(status).inc()
     return views.link(row)

@@ -49,9 +49,10 @@ async def notify(ctx: Context, conn: AsyncConnection) -> None:
 def slots_freed(ctx: Context) -> None:
     """Call after a commit that freed slots: the dispatcher here wakes now, one elsewhere within
     ``WAKE_GAP`` (one ``NOTIFY`` for many results: each would serialise its commit on
-    PostgreSQL's notification lock)."""
+    PostgreSQL's notification lock); none when the dispatcher here leads (the others only
+    stand by)."""
     ctx.wake.set()
-    if ctx.db.shared_by_processes:
+    if ctx.db.shared_by_processes and not ctx.hub.leading_here:
         ctx.hub.send_wake(ctx)
 
 
@@ -76,6 +77,8 @@ class Hub:
         self._listening = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         self._wake_due = asyncio.Event()
+        #: whether this process's dispatcher leads (it wakes on ``Context.wake``)
+        self.leading_here = False
 
     # --- waiting claims ----------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ config = context.config
 
 #: indexes with an expression column (``priority DESC``): SQLite reflects them as plain
 #: columns, so a comparison there would always report them changed (`alembic check`)
-EXPRESSION_INDEXES = frozenset({"ix_links_status_priority_created_at"})
+EXPRESSION_INDEXES = frozenset({"ix_links_status_priority_created_at_id"})
 
 
 def _run(connection: Connection) -> None:

@@ -7,7 +7,7 @@ Row locks with SKIP LOCKED (nothing on SQLite, whose single writer holds every r
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -98,8 +98,10 @@ async def retry_due(conn: AsyncConnection, *, now: datetime) -> int:
 async def free_servers(
     conn: AsyncConnection, *, now: datetime, timeout_minutes: float
 ) -> list[AnyRow]:
-    """Ready servers (``rules.server_ready``) with a free slot, locked (skipping those another
-    writer holds)."""
+    """Ready servers (``rules.server_ready``) with a free slot, as last committed; not locked:
+    :func:`apply_assignments` takes the slots under the rows' locks. (Locking them here, with
+    ``SKIP LOCKED``, skipped every server whose result was being committed at that moment, and
+    held the rows, which every result of the server updates, for the whole assignment.)"""
     query = (
         sa.select(
             servers.c.id,
@@ -113,8 +115,25 @@ async def free_servers(
         )
         .order_by(servers.c.priority.desc(), servers.c.id)
     )
-    query = query.with_for_update(skip_locked=True)
     return list((await conn.execute(query)).all())
+
+
+async def take_slots(
+    conn: AsyncConnection, server_ids: Iterable[uuid.UUID], *, now: datetime, timeout_minutes: float
+) -> dict[uuid.UUID, int]:
+    """The free slots of those of ``server_ids`` still ready, their rows locked ``FOR UPDATE`` in
+    id order and read as the last writer left them (slots freed since :func:`free_servers`
+    counted, slots taken since not); a server no longer ready is left out."""
+    query = (
+        sa.select(servers.c.id, (servers.c.max_threads - servers.c.active_tasks).label("free"))
+        .where(
+            servers.c.id.in_(sorted(set(server_ids))),
+            rules.server_ready(now=now, timeout_minutes=timeout_minutes),
+        )
+        .order_by(servers.c.id)
+        .with_for_update()
+    )
+    return {r.id: int(r.free) for r in await conn.execute(query)}
 
 
 async def plan_each_statement(conn: AsyncConnection) -> None:
@@ -194,32 +213,62 @@ async def account_usage(
     return used, recent
 
 
+#: the links placed and their servers' ``active_tasks`` raised, in one statement (both locked
+#: already: the links by the pending window, the servers by take_slots)
+_PLACE_PG = sa.text(
+    "WITH moved AS (UPDATE links SET status = :queued, server_id = v.server_id, "
+    "assigned_at = :now, updated_at = :now FROM unnest(CAST(:ids AS uuid[]), "
+    "CAST(:servers AS uuid[])) AS v(id, server_id) WHERE links.id = v.id "
+    "AND links.status = ANY(CAST(:sources AS text[])) RETURNING 1), "
+    "counted AS (UPDATE servers SET active_tasks = servers.active_tasks + c.n "
+    "FROM unnest(CAST(:sids AS uuid[]), CAST(:ns AS integer[])) AS c(id, n) "
+    "WHERE servers.id = c.id RETURNING 1) "
+    "SELECT (SELECT count(*) FROM moved), (SELECT count(*) FROM counted)"
+)
+
+
 async def apply_assignments(
-    conn: AsyncConnection, pairs: Sequence[tuple[uuid.UUID, uuid.UUID]], *, now: datetime
-) -> int:
-    """Pending links -> queued on their servers, and the servers' ``active_tasks`` raised."""
+    conn: AsyncConnection,
+    pairs: Sequence[tuple[uuid.UUID, uuid.UUID]],
+    *,
+    now: datetime,
+    timeout_minutes: float,
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Pending links (locked) -> queued on their servers, and the servers' ``active_tasks``
+    raised: as many of each server's as it has free slots under its row's lock, in the order
+    given (the rest stay pending). The (link, server) pairs placed."""
     if not pairs:
-        return 0
+        return []
+    free = await take_slots(
+        conn, (server_id for _, server_id in pairs), now=now, timeout_minutes=timeout_minutes
+    )
+    kept = []
+    for link_id, server_id in pairs:
+        if free.get(server_id, 0) > 0:
+            free[server_id] -= 1
+            kept.append((link_id, server_id))
+    pairs = kept
+    if not pairs:
+        return []
     counts: dict[uuid.UUID, int] = {}
     for _, server_id in pairs:
         counts[server_id] = counts.get(server_id, 0) + 1
     if dialect.bulk_arrays(conn):
-        result = await conn.execute(
-            sa.text(
-                "UPDATE links SET status = :queued, server_id = v.server_id, assigned_at = :now, "
-                "updated_at = :now FROM unnest(CAST(:ids AS uuid[]), CAST(:servers AS uuid[])) "
-                "AS v(id, server_id) WHERE links.id = v.id "
-                "AND links.status = ANY(CAST(:sources AS text[]))"
-            ),
-            {
-                "ids": [p[0] for p in pairs],
-                "servers": [p[1] for p in pairs],
-                "now": now,
-                "queued": LinkStatus.QUEUED.value,
-                "sources": [str(s) for s in sorted(sources(LinkEvent.ASSIGN))],
-            },
-        )
-        moved = result.rowcount
+        ordered = sorted(counts.items())
+        moved, _ = (
+            await conn.execute(
+                _PLACE_PG,
+                {
+                    "ids": [p[0] for p in pairs],
+                    "servers": [p[1] for p in pairs],
+                    "now": now,
+                    "queued": LinkStatus.QUEUED.value,
+                    "sources": [str(s) for s in sorted(sources(LinkEvent.ASSIGN))],
+                    "sids": [server_id for server_id, _ in ordered],
+                    "ns": [n for _, n in ordered],
+                },
+            )
+        ).one()
     else:
         await conn.execute(
             links.update()
@@ -237,28 +286,45 @@ async def apply_assignments(
             [{"b_id": link_id, "b_server": server_id} for link_id, server_id in pairs],
         )
         moved = len(pairs)  # the single writer holds the rows: all were pending
-    await servers_repo.add_tasks(conn, counts.items())
+        await servers_repo.add_tasks(conn, counts.items())
     if moved != len(pairs):
         raise RuntimeError("a locked pending link changed under the dispatcher")
-    return moved
+    return pairs
 
 
 # --- step 6: requests ----------------------------------------------------------------------
 
 
-async def start_requests(conn: AsyncConnection, *, now: datetime) -> int:
-    """Pending requests with a dispatched link -> running; how many."""
+def _starting(now: datetime) -> Any:
+    """Pending requests with a dispatched link -> running (their ids returned)."""
     dispatched = sa.exists().where(
         links.c.request_id == requests.c.id,
         links.c.status.in_(sorted(IN_FLIGHT | {LinkStatus.COMPLETED})),
     )
-    query = (
+    return (
         requests.update()
         .where(requests.c.status == RequestStatus.PENDING, dispatched)
         .values(**requests_repo.status_values(RequestStatus.RUNNING, now))
         .returning(requests.c.id)
     )
-    return len((await conn.execute(query)).all())
+
+
+async def start_requests(conn: AsyncConnection, *, now: datetime) -> int:
+    """Pending requests with a dispatched link -> running; how many."""
+    return len((await conn.execute(_starting(now))).all())
+
+
+async def start_requests_and_look(conn: AsyncConnection, *, now: datetime) -> tuple[int, bool]:
+    """:func:`start_requests` and whether :func:`finished_requests` would find one, in one
+    statement (PostgreSQL; run alone, it takes no lock but the started requests'): (how many
+    started, whether any is finished)."""
+    started = _starting(now).cte("started")
+    query = sa.select(
+        sa.select(sa.func.count()).select_from(started).scalar_subquery(),
+        sa.exists().where(*_finished()),
+    )
+    n, finished = (await conn.execute(query)).one()
+    return int(n), bool(finished)
 
 
 def _nothing_left() -> list[Any]:
@@ -271,6 +337,15 @@ def _nothing_left() -> list[Any]:
     return [~active, ~retryable]
 
 
+def _finished() -> list[Any]:
+    """Running/connecting requests with links and none active."""
+    return [
+        requests.c.status.in_([RequestStatus.RUNNING, RequestStatus.CONNECTING]),
+        requests_repo.has_links(),
+        *_nothing_left(),
+    ]
+
+
 async def finished_requests(conn: AsyncConnection, *, limit: int = 500) -> list[AnyRow]:
     """Running/connecting requests with links and none active; with whether any completed."""
     any_completed = (
@@ -280,11 +355,7 @@ async def finished_requests(conn: AsyncConnection, *, limit: int = 500) -> list[
     )
     query = (
         sa.select(requests.c.id, requests.c.status, requests.c.config, any_completed)
-        .where(
-            requests.c.status.in_([RequestStatus.RUNNING, RequestStatus.CONNECTING]),
-            requests_repo.has_links(),
-            *_nothing_left(),
-        )
+        .where(*_finished())
         .order_by(requests.c.priority.desc(), requests.c.created_at)
         .limit(limit)
     )

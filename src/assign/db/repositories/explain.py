@@ -58,7 +58,7 @@ async def ahead_in_line(
     cap: int,
 ) -> int:
     """Pending links before this one in dispatch order (priority DESC, created_at, id), counted
-    up to ``cap``: one statement over three ranges of ``ix_links_status_priority_created_at``
+    up to ``cap``: one statement over three ranges of ``ix_links_status_priority_created_at_id``
     read one after the other, stopped once ``cap`` rows are found in all; the third (same
     priority and creation time: one bulk create) read by id."""
     pending = links.c.status == LinkStatus.PENDING

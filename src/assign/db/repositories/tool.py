@@ -21,7 +21,7 @@ from assign.db import dialect
 from assign.db.repositories import servers as servers_repo
 from assign.db.tables import links, requests, servers
 from assign.db.views import AnyRow
-from assign.domain.states import LinkStatus, ServerStatus
+from assign.domain.states import LinkStatus, Phase, ServerStatus
 
 # --- claims ----------------------------------------------------------------------------------
 
@@ -70,6 +70,67 @@ async def claim_links(
     rows = list((await conn.execute(statement, values)).all())
     rows.sort(key=lambda r: (-r.priority, r.created_at, r.id))
     return rows
+
+
+# One statement for what a claim does nearly every time (PostgreSQL, run alone): the server read
+# (not locked), its queued links taken as claim_links does, unless it is not online, and
+# whether it has connect links, which a claim with free slots then takes in a transaction of
+# its own (against the slots under the server's lock, see services.tool).
+_CLAIM_QUEUED_PG = sa.text(
+    "WITH srv AS MATERIALIZED (SELECT servers.status, servers.max_threads, "
+    "servers.active_tasks, servers.last_health_check, servers.last_active FROM servers "
+    "WHERE servers.id = :sid), "
+    "picked AS MATERIALIZED (SELECT links.id FROM links WHERE links.server_id = :sid "
+    "AND links.status = :queued ORDER BY links.priority DESC, links.created_at, links.id "
+    "LIMIT :limit FOR UPDATE SKIP LOCKED), "
+    "claimed AS (UPDATE links SET status = :running, started_at = :now, updated_at = :now "
+    "WHERE links.id IN (SELECT picked.id FROM picked) AND links.status = :queued "
+    "AND EXISTS (SELECT 1 FROM srv WHERE srv.status = :online) RETURNING links.*) "
+    "SELECT srv.status AS server_status, srv.max_threads, srv.active_tasks, "
+    "srv.last_health_check, srv.last_active, EXISTS (SELECT 1 FROM links "
+    "WHERE links.server_id = :sid AND links.status = :connect) AS has_connect, claimed.* "
+    "FROM srv LEFT JOIN claimed ON true"
+).columns(
+    sa.column("server_status", sa.String()),
+    servers.c.max_threads,
+    servers.c.active_tasks,
+    servers.c.last_health_check,
+    servers.c.last_active,
+    sa.column("has_connect", sa.Boolean()),
+    *links.c,
+)
+
+
+@dataclass(frozen=True)
+class QueuedClaim:
+    """What :func:`claim_queued` found: the server as read, and the links it took."""
+
+    server: AnyRow
+    has_connect: bool
+    rows: list[AnyRow]
+
+
+async def claim_queued(
+    conn: AsyncConnection, *, server_id: uuid.UUID, limit: int, now: datetime
+) -> QueuedClaim | None:
+    """Up to ``limit`` of the server's queued links moved to running, dispatch order, in one
+    statement (PostgreSQL); with the server's status, slots and seen times as read (its
+    ``server_status``), and whether it has connect links. None when it does not exist."""
+    values = {
+        "sid": server_id,
+        "limit": max(limit, 0),
+        "now": now,
+        "queued": LinkStatus.QUEUED.value,
+        "running": LinkStatus.RUNNING.value,
+        "connect": LinkStatus.CONNECT.value,
+        "online": ServerStatus.ONLINE.value,
+    }
+    found = (await conn.execute(_CLAIM_QUEUED_PG, values)).all()
+    if not found:
+        return None
+    rows = [r for r in found if r.id is not None]
+    rows.sort(key=lambda r: (-r.priority, r.created_at, r.id))
+    return QueuedClaim(found[0], bool(found[0].has_connect), rows)
 
 
 _SERVER = sa.select(
@@ -194,6 +255,135 @@ _APPLY_PG = sa.text(
     "SELECT done.* FROM done WHERE (SELECT count(*) FROM slots) >= 0 "
     "AND (SELECT count(*) FROM counted) >= 0"
 ).columns(*links.c)
+
+# --- results in one statement (PostgreSQL) ------------------------------------------------------
+#
+# What :func:`lock_for_results` and :func:`apply_outcomes` do in a transaction, as one statement
+# (run alone, see Database.run_alone). Lock order as everywhere: the links in id order
+# (``locked``), then the server's row (``slots``: its initplan reads ``done``, which reads
+# ``locked``), then the requests in id order (``held``: its one-time filter runs ``slots``
+# first; an empty ``held`` locks nothing). A link takes its result when it is the server's and running or connecting, read from
+# the locked row, as the Python check does; every locked link comes back with what it was found
+# as, and with its new values when it took its result. A failed result's back-off is
+# ``assign.domain.backoff.retry_delay`` of the link's ``retry_count``, its jitter factor drawn
+# in Python (``factors``).
+
+#: the results as rows: arrays unnested, or one result's scalars (a statement with array
+#: parameters is planned again at every execution, as PostgreSQL finds its custom plan cheaper
+#: than the generic one; planning it cost more than running it)
+_MANY = (
+    "SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:statuses AS text[]), "
+    "CAST(:errors AS text[]), CAST(:factors AS float8[]), CAST(:profiles AS text[]), "
+    "CAST(:posts AS text[]), CAST(:details AS text[])) "
+    "AS v(id, status, error, factor, profile_url, post_url, details)",
+    "links.id = ANY(CAST(:ids AS uuid[]))",
+)
+_ONE = (
+    "SELECT CAST(:ids AS uuid) AS id, CAST(:statuses AS text) AS status, "
+    "CAST(:errors AS text) AS error, CAST(:factors AS float8) AS factor, "
+    "CAST(:profiles AS text) AS profile_url, CAST(:posts AS text) AS post_url, "
+    "CAST(:details AS text) AS details",
+    "links.id = CAST(:ids AS uuid)",
+)
+
+
+def _report_statement(results: str, ids: str) -> Any:
+    return sa.text(
+        f"WITH v AS ({results}), "
+        "locked AS MATERIALIZED (SELECT links.id, links.server_id, links.status FROM links "
+        f"WHERE {ids} ORDER BY links.id FOR UPDATE), "
+        "done AS (UPDATE links SET status = v.status, updated_at = :now, error = v.error, "
+        "completed_at = CASE WHEN v.status = :completed THEN :now ELSE links.completed_at END, "
+        "retry_at = CASE WHEN v.status = :failed THEN :now + make_interval(secs => "
+        "LEAST(CAST(:cap AS float8), CAST(:base AS float8) "
+        "* power(CAST(2 AS float8), LEAST(links.retry_count, 62))) * v.factor) "
+        "ELSE links.retry_at END, "
+        "profile_url = COALESCE(v.profile_url, links.profile_url), "
+        "post_url = COALESCE(v.post_url, links.post_url), "
+        "details = CASE WHEN v.details IS NULL THEN links.details "
+        "WHEN jsonb_typeof(links.details) = 'object' "
+        "THEN links.details || CAST(v.details AS jsonb) ELSE CAST(v.details AS jsonb) END "
+        "FROM v, locked WHERE links.id = v.id AND locked.id = v.id AND locked.server_id = :sid "
+        "AND locked.status IN ('running', 'connecting') RETURNING links.*), "
+        "slots AS (UPDATE servers SET active_tasks = servers.active_tasks - d.n, "
+        "last_active = :now FROM (SELECT count(*) AS n FROM done) AS d "
+        "WHERE servers.id = :sid AND d.n > 0 RETURNING 1), "
+        "created AS (SELECT done.request_id, count(*) AS n FROM done "
+        "WHERE done.status = :completed AND done.phase = :create GROUP BY done.request_id), "
+        "held AS MATERIALIZED (SELECT requests.id FROM requests "
+        "WHERE requests.id IN (SELECT created.request_id FROM created) "
+        "AND (SELECT count(*) FROM slots) >= 0 ORDER BY requests.id FOR UPDATE), "
+        "counted AS (UPDATE requests SET created_links = requests.created_links + created.n, "
+        "updated_at = :now FROM created, held WHERE requests.id = created.request_id "
+        "AND held.id = created.request_id RETURNING 1) "
+        "SELECT locked.id AS found_id, locked.server_id AS found_server_id, "
+        "locked.status AS found_status, done.* FROM locked LEFT JOIN done ON done.id = locked.id "
+        "WHERE (SELECT count(*) FROM counted) >= 0"
+    ).columns(
+        sa.column("found_id", sa.Uuid()),
+        sa.column("found_server_id", sa.Uuid()),
+        sa.column("found_status", sa.String()),
+        *links.c,
+    )
+
+
+_REPORT_MANY = _report_statement(*_MANY)
+_REPORT_ONE = _report_statement(*_ONE)
+
+
+@dataclass(frozen=True)
+class Report:
+    """A result as the statement takes it: what does not depend on the link."""
+
+    id: uuid.UUID
+    status: str
+    error: str | None
+    profile_url: str | None
+    post_url: str | None
+    details: dict[str, Any] | None
+
+
+async def report_in_one(
+    conn: AsyncConnection,
+    reports: Sequence[Report],
+    *,
+    server_id: uuid.UUID,
+    now: datetime,
+    factors: Sequence[float],
+    base: float,
+    cap: float,
+) -> dict[Any, AnyRow]:
+    """Apply ``reports`` of the server's links in one statement (PostgreSQL); by link id,
+    every link found: ``found_id``, ``found_server_id`` and ``found_status`` (its state when
+    locked) and,
+    when it took its result (``id`` not None), its new values."""
+    dumps = orjson.dumps
+    values: dict[str, Any] = {
+        "ids": [r.id for r in reports],
+        "statuses": [r.status for r in reports],
+        "errors": [r.error for r in reports],
+        "factors": list(factors),
+        "profiles": [r.profile_url for r in reports],
+        "posts": [r.post_url for r in reports],
+        "details": [None if r.details is None else dumps(r.details).decode() for r in reports],
+    }
+    statement = _REPORT_MANY
+    if len(reports) == 1:
+        statement = _REPORT_ONE
+        values = {name: items[0] for name, items in values.items()}
+    values.update(
+        now=now,
+        sid=server_id,
+        completed=LinkStatus.COMPLETED.value,
+        failed=LinkStatus.FAILED.value,
+        create=Phase.CREATE.value,
+        base=base,
+        cap=cap,
+    )
+    rows = (await conn.execute(statement, values)).all()
+    return {r.found_id: r for r in rows}
+
+
 _FINISH_SQLITE = (
     links.update()
     .where(links.c.id == sa.bindparam("b_id"))

@@ -1,0 +1,40 @@
+"""the dispatch queue's index ends with the link id, the last key of the dispatch order
+
+Revision ID: 0010
+Revises: 0009
+
+The dispatcher reads the next pending links in ``priority DESC, created_at, id`` order, and
+``GET /links?status=pending`` lists them so. The index stopped at ``created_at``; the links of
+one bulk create share it (one timestamp a batch), so PostgreSQL sorted every such batch by id at
+each read, or, with one request's links pending (one priority, a few timestamps), read and
+sorted them all: 19-32 ms a tick with 17,600 pending links, against 2 ms in index order. The new
+index is built before the old one is dropped, so the queue keeps an index meanwhile.
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0010"
+down_revision: str | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_index(
+        "ix_links_status_priority_created_at_id",
+        "links",
+        ["status", sa.text("priority DESC"), "created_at", "id"],
+    )
+    op.drop_index("ix_links_status_priority_created_at", table_name="links")
+
+
+def downgrade() -> None:
+    op.create_index(
+        "ix_links_status_priority_created_at",
+        "links",
+        ["status", sa.text("priority DESC"), "created_at"],
+    )
+    op.drop_index("ix_links_status_priority_created_at_id", table_name="links")
