@@ -104,11 +104,6 @@ class Settings(BaseSettings):
         return self.database_url.startswith("sqlite")
 
     @property
-    def is_sqlite(self) -> bool:
-        """The same as :attr:`uses_sqlite_file`, under its older name."""
-        return self.uses_sqlite_file
-
-    @property
     def migration_url(self) -> str:
         """Where schema migrations run: the database itself when a pooler stands before it."""
         return self.direct_database_url or self.database_url

@@ -49,7 +49,7 @@ def _dump_postgres(ctx: Context) -> str:
 
 
 async def _dump(ctx: Context) -> str:
-    dump = _dump_sqlite if ctx.settings.is_sqlite else _dump_postgres
+    dump = _dump_sqlite if ctx.settings.uses_sqlite_file else _dump_postgres
     return await asyncio.to_thread(dump, ctx)
 
 

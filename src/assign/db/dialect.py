@@ -27,6 +27,11 @@ def _postgres(conn: AsyncConnection) -> bool:
     return conn.dialect.name == "postgresql"
 
 
+def bind_name(bind: Any) -> str:
+    """The dialect's name of a synchronous connection (a migration's ``op.get_bind()``)."""
+    return str(bind.dialect.name)
+
+
 def is_sqlite_url(url: str) -> bool:
     """Whether a database URL names a SQLite database."""
     return url.startswith("sqlite")

@@ -178,6 +178,18 @@ class Database:
         return not self.is_sqlite
 
     @property
+    def combines_writes(self) -> bool:
+        """Whether one statement may read, lock and write several tables, run alone (writable
+        CTEs, PostgreSQL): the one-statement claims, results and request starts."""
+        return not self.is_sqlite
+
+    @property
+    def keeps_planner_statistics(self) -> bool:
+        """Whether the leader refreshes the planner's statistics of busy tables itself
+        (``ANALYZE`` on PostgreSQL; SQLite plans without them)."""
+        return not self.is_sqlite
+
+    @property
     def dialect(self) -> str:
         return "sqlite" if self.is_sqlite else "postgresql"
 

@@ -263,7 +263,7 @@ async def close_requests(ctx: Context, now: datetime, report: TickReport) -> Non
     On PostgreSQL the starts and a look for finished requests are one statement, run alone;
     the transaction that locks and closes them follows only when there is one (a tick
     nearly always finds none, and this step ran as four round trips every tick)."""
-    if not ctx.db.is_sqlite:
+    if ctx.db.combines_writes:
         started, finished = await ctx.db.run_alone(
             lambda conn: repo.start_requests_and_look(conn, now=now)
         )

@@ -28,7 +28,7 @@ FRACTION = 0.1
 
 async def refresh(ctx: Context) -> bool:
     """Analyze ``links`` if its statistics are stale (PostgreSQL); whether it did."""
-    if ctx.db.is_sqlite:
+    if not ctx.db.keeps_planner_statistics:
         return False
 
     async def work(conn: AsyncConnection) -> bool:

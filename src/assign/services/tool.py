@@ -101,7 +101,7 @@ async def _claim_once(
     heartbeat or activity time is a second old or more (a claim a second is the same news).
     """
     now = ctx.clock.now()
-    if not ctx.db.is_sqlite and not ctx.db.in_transaction():
+    if ctx.db.combines_writes and not ctx.db.in_transaction():
         return await _claim_in_one(ctx, server_id=server_id, limit=limit, heartbeat=heartbeat)
 
     async def work(conn: AsyncConnection) -> tuple[list[Any], bool]:
@@ -274,7 +274,7 @@ def _in_one_statement(ctx: Context, reports: Sequence[Report]) -> bool:
     """Whether ``reports`` are applied by one statement (PostgreSQL, see
     ``repo.report_in_one``): all but a failed result carrying URLs, which are then set on its
     attempt by a second statement, after the history trigger has ended it."""
-    return not ctx.db.is_sqlite and not any(
+    return ctx.db.combines_writes and not any(
         r.status != LinkStatus.COMPLETED and (r.profile_url or r.post_url) for r in reports
     )
 

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from assign.db.dialect import bind_name
 from assign.db.types import UTCDateTime
 
 revision: str = "0005"
@@ -268,13 +269,12 @@ def upgrade() -> None:
         sa.Column("n", sa.BigInteger(), nullable=False),
     )
     op.create_index("ix_link_counts_request_id_status", "link_counts", ["request_id", "status"])
-    dialect = op.get_bind().dialect.name
-    create_triggers(dialect)
+    create_triggers(bind_name(op.get_bind()))
     op.execute(BACKFILL)
 
 
 def downgrade() -> None:
-    drop_triggers(op.get_bind().dialect.name)
+    drop_triggers(bind_name(op.get_bind()))
     op.drop_table("link_counts")
     op.drop_table("throughput")
     op.drop_index("ix_attempts_started_at", table_name="attempts")

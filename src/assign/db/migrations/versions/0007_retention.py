@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from assign.db import migration_ops
+from assign.db.dialect import bind_name
 from assign.db.types import JSONType, UTCDateTime
 
 revision: str = "0007"
@@ -90,13 +91,13 @@ def upgrade() -> None:
     migration_ops.create_partial_index(
         "ix_requests_completed_at_unarchived", "requests", ["completed_at"], UNARCHIVED
     )
-    if op.get_bind().dialect.name == "postgresql":
+    if bind_name(op.get_bind()) == "postgresql":
         op.execute(f"ALTER TABLE links SET ({LINKS_OPTIONS})")
         op.execute(f"ALTER TABLE servers SET ({SERVERS_OPTIONS})")
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "postgresql":
+    if bind_name(op.get_bind()) == "postgresql":
         for table, options in (("links", LINKS_OPTIONS), ("servers", SERVERS_OPTIONS)):
             names = ", ".join(part.split("=")[0].strip() for part in options.split(","))
             op.execute(f"ALTER TABLE {table} RESET ({names})")
