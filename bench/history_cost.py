@@ -7,7 +7,7 @@ a transaction that is rolled back, so each round starts from the same rows. Medi
 and of PostgreSQL CPU (the backends' user+system time from /proc), and the ratio present/dropped:
 
 * ``bulk insert``: 5,000 links in one COPY (as ``POST /links/bulk`` writes them).
-* ``claim``: 1,000 queued links (of 5 requests) of one server -> running (``links_repo.claim_queued``, the tool
+* ``claim``: 1,000 queued links (of 5 requests) of one server -> running (``claims_repo.claim_links``, the tool
   API's claim statement), plus the server update.
 * ``bulk results``: 1,000 running links of one server -> 900 completed, 100 failed, in one
   ``UPDATE ... FROM unnest(...)`` and the server's ``active_tasks`` (a batch of results); the

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from assign.db.repositories import claims as claims_repo
 from assign.db.repositories import links as links_repo
-from assign.db.repositories import tool as tool_repo
 from assign.dispatcher import steps
 from assign.services.context import Context
 
@@ -68,7 +68,7 @@ async def bulk_insert(ctx: Context, fx: Fixture) -> float:
 async def claim(ctx: Context, fx: Fixture) -> float:
     async def work(conn: Any) -> None:
         now = datetime.now(UTC)
-        rows = await tool_repo.claim_links(
+        rows = await claims_repo.claim_links(
             conn, server_id=fx.claimer, source="queued", limit=1000, now=now
         )
         assert rows

@@ -14,6 +14,7 @@ import pytest
 
 from assign.dispatcher import steps
 from assign.errors import Conflict
+from assign.services import claims as claims_service
 from assign.services import servers as servers_service
 from assign.services import tool as tool_service
 from assign.services.context import Context
@@ -135,7 +136,7 @@ async def test_maintenance_against_a_claim(
         return lambda: servers_service.set_status(ctx, server_id=sid, status="maintenance")
 
     def claim(ctx: Context) -> Callable[[], Awaitable[Any]]:
-        return lambda: tool_service.claim(ctx, server_id=sid, limit=10)
+        return lambda: claims_service.claim(ctx, server_id=sid, limit=10)
 
     if first == "held first":  # maintenance first: nothing to claim, the links are pending
         _, claimed = await _held_while(db, held_ctx, maintenance(held_ctx), claim(other_ctx))
@@ -150,6 +151,6 @@ async def test_maintenance_against_a_claim(
     assert (await factory.get_server(server["id"]))["status"] == "maintenance"
     # a link placed there explicitly now is accepted, and still not claimed (§9)
     [placed] = await factory.links(await factory.request(), 1, server_id=server["id"])
-    assert await tool_service.claim(other_ctx, server_id=sid, limit=10) == []
+    assert await claims_service.claim(other_ctx, server_id=sid, limit=10) == []
     assert (await one_link(db, placed["id"]))["status"] == "queued"
     await assert_active_tasks_consistent(other_ctx)

@@ -17,7 +17,7 @@ from assign.api.schemas import inputs
 from assign.api.schemas import resources as out
 from assign.api.schemas.common import ItemOut, ListOut, error_responses
 from assign.errors import InvalidInput, NotFound
-from assign.services import links, servers, tool
+from assign.services import claims, links, servers, tool
 
 router = APIRouter(
     prefix="/api/v1/tool",
@@ -58,11 +58,11 @@ async def claim(
     limit = min(body.limit if body is not None else 10, MAX_LIMIT)
     wait = body.wait_seconds if body is not None else 0
     if wait <= 0:
-        return responses.listing(await tool.claim(ctx, server_id=_server_id(caller), limit=limit))
+        return responses.listing(await claims.claim(ctx, server_id=_server_id(caller), limit=limit))
     gone = asyncio.Event()
     watcher = asyncio.create_task(_watch_disconnect(request.receive, gone))
     try:
-        claimed = await tool.claim(
+        claimed = await claims.claim(
             ctx, server_id=_server_id(caller), limit=limit, wait_seconds=wait, gone=gone
         )
     finally:
