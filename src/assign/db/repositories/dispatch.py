@@ -227,6 +227,19 @@ _PLACE_PG = sa.text(
 )
 
 
+def _within(
+    pairs: Sequence[tuple[uuid.UUID, uuid.UUID]], free: dict[uuid.UUID, int]
+) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """The pairs, in their order, that each server's ``free`` slots take (the rest dropped)."""
+    left = dict(free)
+    kept = []
+    for link_id, server_id in pairs:
+        if left.get(server_id, 0) > 0:
+            left[server_id] -= 1
+            kept.append((link_id, server_id))
+    return kept
+
+
 async def apply_assignments(
     conn: AsyncConnection,
     pairs: Sequence[tuple[uuid.UUID, uuid.UUID]],
@@ -242,12 +255,7 @@ async def apply_assignments(
     free = await take_slots(
         conn, (server_id for _, server_id in pairs), now=now, timeout_minutes=timeout_minutes
     )
-    kept = []
-    for link_id, server_id in pairs:
-        if free.get(server_id, 0) > 0:
-            free[server_id] -= 1
-            kept.append((link_id, server_id))
-    pairs = kept
+    pairs = _within(pairs, free)
     if not pairs:
         return []
     counts: dict[uuid.UUID, int] = {}
