@@ -91,6 +91,16 @@ def is_connection_error(exc: BaseException) -> bool:
     )
 
 
+async def _retried(exc: BaseException, attempt: int, attempts: int) -> bool:
+    """Whether ``exc`` ends an attempt worth making again (a deadlock or a serialization
+    failure, before the last attempt); if so, logged and after a short random back-off."""
+    if attempt < attempts and _sqlstate(exc) in RETRYABLE_SQLSTATES:
+        log.info("transaction retried", extra={"sqlstate": _sqlstate(exc)})
+        await asyncio.sleep(random.uniform(0.5, 1.0) * 0.01 * 2**attempt)
+        return True
+    return False
+
+
 class Database:
     def __init__(
         self,
@@ -281,9 +291,7 @@ class Database:
                 async with self.transaction() as conn:
                     return await work(conn)
             except Exception as exc:
-                if attempt < attempts and _sqlstate(exc) in RETRYABLE_SQLSTATES:
-                    log.info("transaction retried", extra={"sqlstate": _sqlstate(exc)})
-                    await asyncio.sleep(random.uniform(0.5, 1.0) * 0.01 * 2**attempt)
+                if await _retried(exc, attempt, attempts):
                     continue
                 raise
         raise AssertionError("unreachable")
@@ -314,9 +322,7 @@ class Database:
             except Exception as exc:
                 if is_connection_error(exc):
                     raise DatabaseUnavailable(str(exc)) from exc
-                if attempt < attempts and _sqlstate(exc) in RETRYABLE_SQLSTATES:
-                    log.info("transaction retried", extra={"sqlstate": _sqlstate(exc)})
-                    await asyncio.sleep(random.uniform(0.5, 1.0) * 0.01 * 2**attempt)
+                if await _retried(exc, attempt, attempts):
                     continue
                 raise
         raise AssertionError("unreachable")

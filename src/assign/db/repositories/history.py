@@ -60,28 +60,28 @@ async def throughput_since(
 async def totals_by_minute(conn: AsyncConnection, *, kind: str, since: datetime) -> list[AnyRow]:
     """(minute, completed, failed) summed over every key of one kind, from ``since`` on, by
     minute: one row a minute, whatever the number of servers or requests."""
-    query = (
-        sa.select(
-            throughput.c.minute,
-            sa.func.sum(throughput.c.completed).label("completed"),
-            sa.func.sum(throughput.c.failed).label("failed"),
-        )
-        .where(throughput.c.kind == kind, throughput.c.minute >= since)
-        .group_by(throughput.c.minute)
-    )
-    return list((await conn.execute(query.order_by(throughput.c.minute))).all())
+    return await _totals(conn, throughput.c.minute, kind=kind, since=since)
 
 
 async def totals_by_key(conn: AsyncConnection, *, kind: str, since: datetime) -> list[AnyRow]:
     """(key, completed, failed) of each key of one kind from ``since`` on: one row a key."""
+    return await _totals(conn, throughput.c.key, kind=kind, since=since)
+
+
+async def _totals(
+    conn: AsyncConnection, by: sa.Column[Any], *, kind: str, since: datetime
+) -> list[AnyRow]:
+    """(``by``, completed, failed) of one kind from ``since`` on, summed by ``by``, in its
+    order."""
     query = (
         sa.select(
-            throughput.c.key,
+            by,
             sa.func.sum(throughput.c.completed).label("completed"),
             sa.func.sum(throughput.c.failed).label("failed"),
         )
         .where(throughput.c.kind == kind, throughput.c.minute >= since)
-        .group_by(throughput.c.key)
+        .group_by(by)
+        .order_by(by)
     )
     return list((await conn.execute(query)).all())
 
