@@ -45,16 +45,18 @@ async def renew_lease(
 
 
 async def record_tick(conn: AsyncConnection, *, holder: str, now: datetime) -> None:
-    """The row of who leads and when it last ticked, written."""
-    done = await conn.execute(
-        dispatcher_ticks.update()
-        .where(dispatcher_ticks.c.name == LEASE_NAME)
-        .values(holder=holder, ticked_at=now)
+    """The row of who leads and when it last ticked, written in one statement (an upsert: two
+    dispatchers writing the first row at once, a leader that lost its lock and its successor,
+    must not collide)."""
+    statement = dialect.insert(conn, dispatcher_ticks).values(
+        name=LEASE_NAME, holder=holder, ticked_at=now
     )
-    if done.rowcount == 0:
-        await conn.execute(
-            dispatcher_ticks.insert().values(name=LEASE_NAME, holder=holder, ticked_at=now)
+    await conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[dispatcher_ticks.c.name],
+            set_={"holder": statement.excluded.holder, "ticked_at": statement.excluded.ticked_at},
         )
+    )
 
 
 async def release_lease(conn: AsyncConnection, *, holder: str) -> None:
