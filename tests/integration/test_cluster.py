@@ -88,8 +88,9 @@ async def test_cluster_runs_a_fleet() -> None:
             await conn.close()
         process.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(process.wait, 60) == 0
-        for name in ("api-1", "api-2", "dispatch-1"):
-            assert '"level":"error"' not in read(run_dir / "run" / f"{name}.log"), name
+        for process_name in ("api-1", "api-2", "dispatch-1"):
+            log = read(run_dir / "run" / f"{process_name}.log")
+            assert '"level":"error"' not in log, process_name
     finally:
         if process.poll() is None:
             process.kill()
