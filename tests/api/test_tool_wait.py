@@ -212,19 +212,26 @@ async def test_results_wake_the_dispatcher(factory: Factory, ctx: Context) -> No
     assert ctx.wake.is_set()
 
 
-@pytest.mark.postgres
-@pytest.mark.parametrize("db_kind", ["postgres"], indirect=True)
-async def test_results_notify_dispatchers_of_other_processes(
+async def _running_link_and_listener(
     factory: Factory, ctx: Context
-) -> None:
-    """On PostgreSQL the freed slots reach a dispatcher elsewhere as NOTIFY assign_wake."""
+) -> tuple[dict[str, Any], dict[str, Any], asyncpg.Connection]:
+    """A server running one link, and a connection of its own to LISTEN on (PostgreSQL)."""
     server = await factory.server()
     request = await factory.request()
     (link,) = await factory.links(request, 1)
     assert (await factory.assign(link["id"], server)).status_code == 200
     await factory.claim(server)
     dsn = ctx.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    listener = await asyncpg.connect(dsn)
+    return server, link, await asyncpg.connect(dsn)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_kind", ["postgres"], indirect=True)
+async def test_results_notify_dispatchers_of_other_processes(
+    factory: Factory, ctx: Context
+) -> None:
+    """On PostgreSQL the freed slots reach a dispatcher elsewhere as NOTIFY assign_wake."""
+    server, link, listener = await _running_link_and_listener(factory, ctx)
     heard = asyncio.Event()
     try:
         await listener.add_listener(wake.WAKE_CHANNEL, lambda *_: heard.set())
@@ -241,13 +248,7 @@ async def test_results_send_no_notify_while_the_dispatcher_here_leads(
 ) -> None:
     """The leading dispatcher in this process is woken in process; dispatchers elsewhere only
     stand by, so no NOTIFY (each serialises its commit on the notification lock)."""
-    server = await factory.server()
-    request = await factory.request()
-    (link,) = await factory.links(request, 1)
-    assert (await factory.assign(link["id"], server)).status_code == 200
-    await factory.claim(server)
-    dsn = ctx.db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    listener = await asyncpg.connect(dsn)
+    server, link, listener = await _running_link_and_listener(factory, ctx)
     heard = asyncio.Event()
     ctx.hub.leading_here = True
     try:

@@ -75,11 +75,8 @@ async def test_account_stats_counts(factory: Factory, clock: FrozenClock) -> Non
     }
 
 
-@pytest.mark.parametrize("settings_overrides", [{"timezone": "Asia/Ho_Chi_Minh"}])
-async def test_account_stats_today_uses_assign_timezone(
-    factory: Factory, clock: FrozenClock
-) -> None:
-    # local midnight of 2025-12-02 in UTC+7 is 2025-12-01T17:00Z
+async def _posts_at_16_30_and_18_00_utc(factory: Factory, clock: FrozenClock) -> None:
+    """Two posts of the account a@b.c on 2025-12-01, at 16:30 and 18:00 UTC."""
     server = await factory.server(max_threads=10)
     request = await factory.request()
     before, after = await factory.links(request, 2, email="a@b.c")
@@ -87,6 +84,14 @@ async def test_account_stats_today_uses_assign_timezone(
     await factory.run_link(before, server)
     clock.current = datetime(2025, 12, 1, 18, 0, tzinfo=UTC)
     await factory.run_link(after, server)
+
+
+@pytest.mark.parametrize("settings_overrides", [{"timezone": "Asia/Ho_Chi_Minh"}])
+async def test_account_stats_today_uses_assign_timezone(
+    factory: Factory, clock: FrozenClock
+) -> None:
+    # local midnight of 2025-12-02 in UTC+7 is 2025-12-01T17:00Z
+    await _posts_at_16_30_and_18_00_utc(factory, clock)
     clock.current = datetime(2025, 12, 1, 20, 0, tzinfo=UTC)
     stats = await _stats(factory, email="a@b.c")
     assert (stats["today_count"], stats["total_completed"]) == (1, 2)
@@ -94,13 +99,7 @@ async def test_account_stats_today_uses_assign_timezone(
 
 
 async def test_account_stats_today_in_utc_by_default(factory: Factory, clock: FrozenClock) -> None:
-    server = await factory.server(max_threads=10)
-    request = await factory.request()
-    before, after = await factory.links(request, 2, email="a@b.c")
-    clock.current = datetime(2025, 12, 1, 16, 30, tzinfo=UTC)
-    await factory.run_link(before, server)
-    clock.current = datetime(2025, 12, 1, 18, 0, tzinfo=UTC)
-    await factory.run_link(after, server)
+    await _posts_at_16_30_and_18_00_utc(factory, clock)
     clock.current = datetime(2025, 12, 2, 0, 30, tzinfo=UTC)
     assert (await _stats(factory, email="a@b.c"))["today_count"] == 0
     clock.current = datetime(2025, 12, 1, 23, 59, tzinfo=UTC)
