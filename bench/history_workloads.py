@@ -25,12 +25,19 @@ async def begin(conn: Any) -> None:
     await conn.exec_driver_sql("SELECT 1")
 
 
-async def in_rollback(ctx: Context, work: Callable[[Any], Awaitable[None]]) -> float:
-    """Seconds ``work(conn)`` took inside a transaction that is then rolled back."""
+async def in_rollback(
+    ctx: Context,
+    work: Callable[[Any], Awaitable[None]],
+    prepare: Callable[[Any], Awaitable[None]] | None = None,
+) -> float:
+    """Seconds ``work(conn)`` took inside a transaction that is then rolled back (after
+    ``prepare(conn)``, untimed, in the same transaction)."""
     elapsed = 0.0
     try:
         async with ctx.db.transaction() as conn:
             await begin(conn)
+            if prepare is not None:
+                await prepare(conn)
             started = time.perf_counter()
             await work(conn)
             elapsed = time.perf_counter() - started
@@ -131,21 +138,14 @@ async def tick_idle(ctx: Context, fx: Fixture) -> float:
 
 async def _with_slots(ctx: Context, free: int, work: Callable[[Any], Awaitable[None]]) -> float:
     """``work`` timed in a rolled-back transaction where every server has ``free`` free slots."""
-    elapsed = 0.0
-    try:
-        async with ctx.db.transaction() as conn:
-            await begin(conn)
-            raw = (await conn.get_raw_connection()).driver_connection
-            await raw.execute(
-                "UPDATE servers SET max_threads = active_tasks + $1 WHERE service = 'tool'", free
-            )
-            started = time.perf_counter()
-            await work(conn)
-            elapsed = time.perf_counter() - started
-            raise Rollback
-    except Rollback:
-        pass
-    return elapsed
+
+    async def slots(conn: Any) -> None:
+        raw = (await conn.get_raw_connection()).driver_connection
+        await raw.execute(
+            "UPDATE servers SET max_threads = active_tasks + $1 WHERE service = 'tool'", free
+        )
+
+    return await in_rollback(ctx, work, slots)
 
 
 WORKLOADS: dict[str, Callable[[Context, Fixture], Awaitable[float]]] = {
