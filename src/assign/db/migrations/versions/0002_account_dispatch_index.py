@@ -9,8 +9,6 @@ and stay out of the index.
 
 from collections.abc import Sequence
 
-from alembic import op
-
 from assign.db import migration_ops
 
 revision: str = "0002"
@@ -18,14 +16,14 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-DISPATCHED = "assigned_at IS NOT NULL"
+ACCOUNT_DISPATCHES = migration_ops.Index(
+    "ix_links_email_assigned_at", "links", ["email", "assigned_at"], where="assigned_at IS NOT NULL"
+)
 
 
 def upgrade() -> None:
-    migration_ops.create_partial_index(
-        "ix_links_email_assigned_at", "links", ["email", "assigned_at"], DISPATCHED
-    )
+    ACCOUNT_DISPATCHES.create()
 
 
 def downgrade() -> None:
-    op.drop_index("ix_links_email_assigned_at", table_name="links")
+    ACCOUNT_DISPATCHES.drop()
