@@ -5,7 +5,6 @@ Revises:
 Create Date: 2026-11-28 20:24:20.324546
 """
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,10 +14,7 @@ from sqlalchemy.dialects import postgresql
 
 import assign.db.types
 
-revision: str = "0001"
-down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0001", None
 
 
 #: the tables in the order they are created (links last: it refers to requests and servers)

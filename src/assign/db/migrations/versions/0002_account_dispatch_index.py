@@ -7,14 +7,9 @@ The cooldown asks for each account's latest ``assigned_at``; links never dispatc
 and stay out of the index.
 """
 
-from collections.abc import Sequence
-
 from assign.db import migration_ops
 
-revision: str = "0002"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0002", "0001"
 
 ACCOUNT_DISPATCHES = migration_ops.Index(
     "ix_links_email_assigned_at", "links", ["email", "assigned_at"], where="assigned_at IS NOT NULL"

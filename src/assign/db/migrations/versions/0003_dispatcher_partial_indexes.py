@@ -9,14 +9,9 @@ its history: ``running``/``connecting`` links by start time (step 2, stale; also
 Neither holds a pending or finished link, so inserting links does not maintain them.
 """
 
-from collections.abc import Sequence
-
 from assign.db import migration_ops
 
-revision: str = "0003"
-down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0003", "0002"
 
 # in the order the queries list the statuses (sorted): PostgreSQL then sees the predicate and a
 # query's status condition as one, and does not AND this index with another on status

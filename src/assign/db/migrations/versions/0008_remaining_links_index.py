@@ -14,14 +14,9 @@ are not ordered: the links of a request come in the order of the table, as befor
 by email. SQLite has no included columns; there the index is on ``request_id`` alone.
 """
 
-from collections.abc import Sequence
-
 from assign.db import migration_ops
 
-revision: str = "0008"
-down_revision: str | None = "0007"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0008", "0007"
 
 REMAINING = migration_ops.Index(
     "ix_links_remaining_request_id",

@@ -12,14 +12,9 @@ entries of each; by the primary key it read the links of every other request on 
 old one is dropped, so the previous release's statements always have one of them.
 """
 
-from collections.abc import Sequence
-
 from assign.db import migration_ops
 
-revision: str = "0009"
-down_revision: str | None = "0008"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0009", "0008"
 
 BY_STATUS = migration_ops.Index("ix_links_request_id_status", "links", ["request_id", "status"])
 BY_STATUS_ID = migration_ops.Index(

@@ -11,16 +11,11 @@ sorted them all: 19-32 ms a tick with 17,600 pending links, against 2 ms in inde
 index is built before the old one is dropped, so the queue keeps an index meanwhile.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 
 from assign.db import migration_ops
 
-revision: str = "0010"
-down_revision: str | None = "0009"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0010", "0009"
 
 #: the dispatch order up to ``created_at``, all the old index holds
 QUEUE_ORDER: list[str | sa.TextClause] = ["status", sa.text("priority DESC"), "created_at"]
