@@ -76,7 +76,7 @@ def _drop(table: str) -> None:
     op.drop_table(table)
 
 
-def _utc(name: str, *, nullable: bool) -> sa.Column[Any]:
+def _utc(name: str, *, nullable: bool = True) -> sa.Column[Any]:
     return sa.Column(name, assign.db.types.UTCDateTime(timezone=True), nullable=nullable)
 
 
@@ -84,7 +84,7 @@ def _timestamps() -> tuple[sa.Column[Any], sa.Column[Any]]:
     return _utc("created_at", nullable=False), _utc("updated_at", nullable=False)
 
 
-def _json(name: str, *, nullable: bool) -> sa.Column[Any]:
+def _json(name: str, *, nullable: bool = True) -> sa.Column[Any]:
     json = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
     return sa.Column(name, json, nullable=nullable)
 
@@ -95,8 +95,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("group_id", sa.Uuid(), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
-        sa.Column("username", sa.String(length=200), nullable=True),
-        sa.Column("password_enc", sa.LargeBinary(), nullable=True),
+        sa.Column("username", sa.String(length=200)),
+        sa.Column("password_enc", sa.LargeBinary()),
         sa.Column("status", sa.String(length=20), nullable=False),
         *_timestamps(),
     )
@@ -120,36 +120,36 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=200), nullable=False),
         sa.Column("route", sa.String(length=200), nullable=False),
         sa.Column("body_hash", sa.String(length=64), nullable=False),
-        sa.Column("status_code", sa.Integer(), nullable=True),
-        sa.Column("response", sa.LargeBinary(), nullable=True),
+        sa.Column("status_code", sa.Integer()),
+        sa.Column("response", sa.LargeBinary()),
         _utc("created_at", nullable=False),
     )
     _create(
         "requests",
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("user_id", sa.Uuid(), nullable=True),
+        sa.Column("user_id", sa.Uuid()),
         sa.Column("service_type", sa.String(length=50), nullable=False),
-        sa.Column("group_id", sa.Uuid(), nullable=True),
+        sa.Column("group_id", sa.Uuid()),
         sa.Column("name", sa.String(length=500), nullable=False),
-        sa.Column("website", sa.String(length=2000), nullable=True),
-        sa.Column("auction_price", sa.Float(), nullable=True),
-        sa.Column("target", sa.Integer(), nullable=True),
+        sa.Column("website", sa.String(length=2000)),
+        sa.Column("auction_price", sa.Float()),
+        sa.Column("target", sa.Integer()),
         sa.Column("created_links", sa.Integer(), server_default="0", nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("type_request", sa.String(length=50), nullable=False),
         sa.Column("priority", sa.Integer(), server_default="0", nullable=False),
-        _json("config", nullable=True),
-        _json("data", nullable=True),
-        _json("folder_urls", nullable=True),
-        _utc("started_at", nullable=True),
-        _utc("completed_at", nullable=True),
+        _json("config"),
+        _json("data"),
+        _json("folder_urls"),
+        _utc("started_at"),
+        _utc("completed_at"),
         *_timestamps(),
     )
     _create(
         "servers",
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("ip", sa.String(length=100), nullable=True),
+        sa.Column("ip", sa.String(length=100)),
         sa.Column("service", sa.String(length=50), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("active_threads", sa.Integer(), server_default="0", nullable=False),
@@ -158,8 +158,8 @@ def upgrade() -> None:
         sa.Column("priority", sa.Integer(), server_default="0", nullable=False),
         _json("service_types", nullable=False),
         sa.Column("api_key_hash", sa.String(length=64), nullable=False),
-        _utc("last_health_check", nullable=True),
-        _utc("last_active", nullable=True),
+        _utc("last_health_check"),
+        _utc("last_active"),
         *_timestamps(),
         sa.CheckConstraint("active_tasks >= 0", name=op.f("ck_servers_active_tasks_nonnegative")),
         sa.UniqueConstraint("api_key_hash", name=op.f("uq_servers_api_key_hash")),
@@ -177,7 +177,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=500), nullable=False),
         sa.Column("type", sa.String(length=50), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
-        _json("config", nullable=True),
+        _json("config"),
         *_timestamps(),
     )
     _create(
@@ -185,26 +185,26 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("request_id", sa.Uuid(), nullable=False),
         sa.Column("service_type", sa.String(length=50), nullable=False),
-        sa.Column("server_id", sa.Uuid(), nullable=True),
-        sa.Column("site_id", sa.Uuid(), nullable=True),
-        sa.Column("site_name", sa.String(length=500), nullable=True),
-        sa.Column("email", sa.String(length=320), nullable=True),
-        sa.Column("username", sa.String(length=200), nullable=True),
-        sa.Column("password_enc", sa.LargeBinary(), nullable=True),
-        sa.Column("about", sa.Text(), nullable=True),
+        sa.Column("server_id", sa.Uuid()),
+        sa.Column("site_id", sa.Uuid()),
+        sa.Column("site_name", sa.String(length=500)),
+        sa.Column("email", sa.String(length=320)),
+        sa.Column("username", sa.String(length=200)),
+        sa.Column("password_enc", sa.LargeBinary()),
+        sa.Column("about", sa.Text()),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("phase", sa.String(length=10), nullable=False),
         sa.Column("priority", sa.Integer(), server_default="0", nullable=False),
         sa.Column("retry_count", sa.Integer(), server_default="0", nullable=False),
         sa.Column("max_retries", sa.Integer(), server_default="3", nullable=False),
-        sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("profile_url", sa.String(length=2000), nullable=True),
-        sa.Column("post_url", sa.String(length=2000), nullable=True),
-        _json("details", nullable=True),
-        _utc("retry_at", nullable=True),
-        _utc("assigned_at", nullable=True),
-        _utc("started_at", nullable=True),
-        _utc("completed_at", nullable=True),
+        sa.Column("error", sa.Text()),
+        sa.Column("profile_url", sa.String(length=2000)),
+        sa.Column("post_url", sa.String(length=2000)),
+        _json("details"),
+        _utc("retry_at"),
+        _utc("assigned_at"),
+        _utc("started_at"),
+        _utc("completed_at"),
         *_timestamps(),
         sa.ForeignKeyConstraint(
             ["request_id"],
