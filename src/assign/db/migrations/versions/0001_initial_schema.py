@@ -5,6 +5,7 @@ Revises:
 Create Date: 2026-11-28 20:24:20.324546
 """
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,12 +17,8 @@ import assign.db.types
 
 revision, down_revision = "0001", None
 
-
-#: the tables in the order they are created (links last: it refers to requests and servers)
-TABLES = (
-    "accounts", "admin_keys", "dispatcher_lease", "idempotency_keys", "requests", "servers",
-    "settings", "sites", "links",
-)  # fmt: skip
+#: what a table is made of: its columns and constraints
+Elements = tuple[sa.schema.SchemaItem, ...]
 
 
 #: the primary keys of the tables not keyed by ``id``
@@ -89,9 +86,12 @@ def _json(name: str, *, nullable: bool = True) -> sa.Column[Any]:
     return sa.Column(name, json, nullable=nullable)
 
 
-def upgrade() -> None:
-    _create(
-        "accounts",
+# --- each table's columns and constraints but its primary key and indexes (see _create); a
+# column is nullable unless it says nullable=False
+
+
+def _accounts() -> Elements:
+    return (
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("group_id", sa.Uuid(), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
@@ -100,22 +100,28 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=20), nullable=False),
         *_timestamps(),
     )
-    _create(
-        "admin_keys",
+
+
+def _admin_keys() -> Elements:
+    return (
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("key_hash", sa.String(length=64), nullable=False),
         _utc("created_at", nullable=False),
         sa.UniqueConstraint("key_hash", name=op.f("uq_admin_keys_key_hash")),
     )
-    _create(
-        "dispatcher_lease",
+
+
+def _dispatcher_lease() -> Elements:
+    return (
         sa.Column("name", sa.String(length=50), nullable=False),
         sa.Column("holder", sa.String(length=100), nullable=False),
         _utc("expires_at", nullable=False),
     )
-    _create(
-        "idempotency_keys",
+
+
+def _idempotency_keys() -> Elements:
+    return (
         sa.Column("principal", sa.String(length=64), nullable=False),
         sa.Column("key", sa.String(length=200), nullable=False),
         sa.Column("route", sa.String(length=200), nullable=False),
@@ -124,8 +130,10 @@ def upgrade() -> None:
         sa.Column("response", sa.LargeBinary()),
         _utc("created_at", nullable=False),
     )
-    _create(
-        "requests",
+
+
+def _requests() -> Elements:
+    return (
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("user_id", sa.Uuid()),
         sa.Column("service_type", sa.String(length=50), nullable=False),
@@ -145,8 +153,10 @@ def upgrade() -> None:
         _utc("completed_at"),
         *_timestamps(),
     )
-    _create(
-        "servers",
+
+
+def _servers() -> Elements:
+    return (
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("ip", sa.String(length=100)),
@@ -164,15 +174,19 @@ def upgrade() -> None:
         sa.CheckConstraint("active_tasks >= 0", name=op.f("ck_servers_active_tasks_nonnegative")),
         sa.UniqueConstraint("api_key_hash", name=op.f("uq_servers_api_key_hash")),
     )
-    _create(
-        "settings",
+
+
+def _settings() -> Elements:
+    return (
         sa.Column("group", sa.String(length=100), nullable=False),
         sa.Column("key", sa.String(length=200), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
         _utc("updated_at", nullable=False),
     )
-    _create(
-        "sites",
+
+
+def _sites() -> Elements:
+    return (
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=500), nullable=False),
         sa.Column("type", sa.String(length=50), nullable=False),
@@ -180,8 +194,10 @@ def upgrade() -> None:
         _json("config"),
         *_timestamps(),
     )
-    _create(
-        "links",
+
+
+def _links() -> Elements:
+    return (
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("request_id", sa.Uuid(), nullable=False),
         sa.Column("service_type", sa.String(length=50), nullable=False),
@@ -219,6 +235,25 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
     )
+
+
+#: the tables in the order they are created (links last: it refers to requests and servers)
+TABLES: dict[str, Callable[[], Elements]] = {
+    "accounts": _accounts,
+    "admin_keys": _admin_keys,
+    "dispatcher_lease": _dispatcher_lease,
+    "idempotency_keys": _idempotency_keys,
+    "requests": _requests,
+    "servers": _servers,
+    "settings": _settings,
+    "sites": _sites,
+    "links": _links,
+}
+
+
+def upgrade() -> None:
+    for table, elements in TABLES.items():
+        _create(table, *elements())
     _seed_rate_limit()
 
 
