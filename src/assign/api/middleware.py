@@ -71,8 +71,9 @@ class BodyTooLarge(HTTPException):
         super().__init__(413)
 
 
-class RequestContextMiddleware:
-    """Request id, one access-log line, metrics; any exception becomes an envelope, never a trace."""
+class HTTPMiddleware:
+    """A pure ASGI middleware of HTTP requests: any other scope (lifespan, websocket) passes
+    through untouched. A subclass handles the requests (:meth:`handle`)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -81,6 +82,16 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise NotImplementedError
+
+
+class RequestContextMiddleware(HTTPMiddleware):
+    """Request id, one access-log line, metrics; any exception becomes an envelope, never a trace."""
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         rid = _header(scope, b"x-request-id") or uuid.uuid4().hex
         rid = rid[:64]
         token = assign_logging.request_id.set(rid)
@@ -133,17 +144,11 @@ class RequestContextMiddleware:
             assign_logging.request_id.reset(token)
 
 
-class AuthMiddleware:
+class AuthMiddleware(HTTPMiddleware):
     """Checks ``X-API-Key`` before anything else, and fails closed: each surface takes one kind
     of key, every other path but the public ones any valid key (401 otherwise)."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = route_path(scope)
         kind = surface_of(path) or ("public" if is_public(path) else "any")
         if kind == "public":
@@ -223,17 +228,14 @@ async def authenticate(state: Any, kind: str, key: str) -> Principal | None:
     return Principal(kind, owner.server_id, digest)
 
 
-class BodyLimitMiddleware:
+class BodyLimitMiddleware(HTTPMiddleware):
     """413 for a body over ``max_bytes``, by Content-Length or as it streams in."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await error(413, STATUS_MESSAGES[413])(scope, receive, send)
@@ -260,20 +262,13 @@ TOO_DEEP = (
 )
 
 
-class JSONBodyMiddleware:
+class JSONBodyMiddleware(HTTPMiddleware):
     """On the API surfaces a body must be JSON: a body with another (or no) ``Content-Type``,
     or nested deeper than 64 levels, is a 400 before any route reads it. The body is read here
     and handed on whole."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] != "http"
-            or scope["method"] in ("GET", "HEAD", "OPTIONS")
-            or surface_of(route_path(scope)) is None
-        ):
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] in ("GET", "HEAD", "OPTIONS") or surface_of(route_path(scope)) is None:
             await self.app(scope, receive, send)
             return
         chunks: list[bytes] = []

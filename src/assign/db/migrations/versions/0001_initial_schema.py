@@ -5,7 +5,7 @@ Revises:
 Create Date: 2026-11-28 20:24:20.324546
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,17 +15,10 @@ from sqlalchemy.dialects import postgresql
 
 import assign.db.types
 
-revision: str = "0001"
-down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0001", None
 
-
-#: the tables in the order they are created (links last: it refers to requests and servers)
-TABLES = (
-    "accounts", "admin_keys", "dispatcher_lease", "idempotency_keys", "requests", "servers",
-    "settings", "sites", "links",
-)  # fmt: skip
+#: what a table is made of: its columns and constraints
+Elements = tuple[sa.schema.SchemaItem, ...]
 
 
 #: the primary keys of the tables not keyed by ``id``
@@ -80,7 +73,7 @@ def _drop(table: str) -> None:
     op.drop_table(table)
 
 
-def _utc(name: str, *, nullable: bool) -> sa.Column[Any]:
+def _utc(name: str, *, nullable: bool = True) -> sa.Column[Any]:
     return sa.Column(name, assign.db.types.UTCDateTime(timezone=True), nullable=nullable)
 
 
@@ -88,72 +81,85 @@ def _timestamps() -> tuple[sa.Column[Any], sa.Column[Any]]:
     return _utc("created_at", nullable=False), _utc("updated_at", nullable=False)
 
 
-def _json(name: str, *, nullable: bool) -> sa.Column[Any]:
+def _json(name: str, *, nullable: bool = True) -> sa.Column[Any]:
     json = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
     return sa.Column(name, json, nullable=nullable)
 
 
-def upgrade() -> None:
-    _create(
-        "accounts",
+# --- each table's columns and constraints but its primary key and indexes (see _create); a
+# column is nullable unless it says nullable=False
+
+
+def _accounts() -> Elements:
+    return (
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("group_id", sa.Uuid(), nullable=False),
         sa.Column("email", sa.String(length=320), nullable=False),
-        sa.Column("username", sa.String(length=200), nullable=True),
-        sa.Column("password_enc", sa.LargeBinary(), nullable=True),
+        sa.Column("username", sa.String(length=200)),
+        sa.Column("password_enc", sa.LargeBinary()),
         sa.Column("status", sa.String(length=20), nullable=False),
         *_timestamps(),
     )
-    _create(
-        "admin_keys",
+
+
+def _admin_keys() -> Elements:
+    return (
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("key_hash", sa.String(length=64), nullable=False),
         _utc("created_at", nullable=False),
         sa.UniqueConstraint("key_hash", name=op.f("uq_admin_keys_key_hash")),
     )
-    _create(
-        "dispatcher_lease",
+
+
+def _dispatcher_lease() -> Elements:
+    return (
         sa.Column("name", sa.String(length=50), nullable=False),
         sa.Column("holder", sa.String(length=100), nullable=False),
         _utc("expires_at", nullable=False),
     )
-    _create(
-        "idempotency_keys",
+
+
+def _idempotency_keys() -> Elements:
+    return (
         sa.Column("principal", sa.String(length=64), nullable=False),
         sa.Column("key", sa.String(length=200), nullable=False),
         sa.Column("route", sa.String(length=200), nullable=False),
         sa.Column("body_hash", sa.String(length=64), nullable=False),
-        sa.Column("status_code", sa.Integer(), nullable=True),
-        sa.Column("response", sa.LargeBinary(), nullable=True),
+        sa.Column("status_code", sa.Integer()),
+        sa.Column("response", sa.LargeBinary()),
         _utc("created_at", nullable=False),
     )
-    _create(
-        "requests",
+
+
+def _requests() -> Elements:
+    return (
         sa.Column("id", sa.Uuid(), nullable=False),
-        sa.Column("user_id", sa.Uuid(), nullable=True),
+        sa.Column("user_id", sa.Uuid()),
         sa.Column("service_type", sa.String(length=50), nullable=False),
-        sa.Column("group_id", sa.Uuid(), nullable=True),
+        sa.Column("group_id", sa.Uuid()),
         sa.Column("name", sa.String(length=500), nullable=False),
-        sa.Column("website", sa.String(length=2000), nullable=True),
-        sa.Column("auction_price", sa.Float(), nullable=True),
-        sa.Column("target", sa.Integer(), nullable=True),
+        sa.Column("website", sa.String(length=2000)),
+        sa.Column("auction_price", sa.Float()),
+        sa.Column("target", sa.Integer()),
         sa.Column("created_links", sa.Integer(), server_default="0", nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("type_request", sa.String(length=50), nullable=False),
         sa.Column("priority", sa.Integer(), server_default="0", nullable=False),
-        _json("config", nullable=True),
-        _json("data", nullable=True),
-        _json("folder_urls", nullable=True),
-        _utc("started_at", nullable=True),
-        _utc("completed_at", nullable=True),
+        _json("config"),
+        _json("data"),
+        _json("folder_urls"),
+        _utc("started_at"),
+        _utc("completed_at"),
         *_timestamps(),
     )
-    _create(
-        "servers",
+
+
+def _servers() -> Elements:
+    return (
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
-        sa.Column("ip", sa.String(length=100), nullable=True),
+        sa.Column("ip", sa.String(length=100)),
         sa.Column("service", sa.String(length=50), nullable=False),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("active_threads", sa.Integer(), server_default="0", nullable=False),
@@ -162,53 +168,59 @@ def upgrade() -> None:
         sa.Column("priority", sa.Integer(), server_default="0", nullable=False),
         _json("service_types", nullable=False),
         sa.Column("api_key_hash", sa.String(length=64), nullable=False),
-        _utc("last_health_check", nullable=True),
-        _utc("last_active", nullable=True),
+        _utc("last_health_check"),
+        _utc("last_active"),
         *_timestamps(),
         sa.CheckConstraint("active_tasks >= 0", name=op.f("ck_servers_active_tasks_nonnegative")),
         sa.UniqueConstraint("api_key_hash", name=op.f("uq_servers_api_key_hash")),
     )
-    _create(
-        "settings",
+
+
+def _settings() -> Elements:
+    return (
         sa.Column("group", sa.String(length=100), nullable=False),
         sa.Column("key", sa.String(length=200), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
         _utc("updated_at", nullable=False),
     )
-    _create(
-        "sites",
+
+
+def _sites() -> Elements:
+    return (
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("name", sa.String(length=500), nullable=False),
         sa.Column("type", sa.String(length=50), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
-        _json("config", nullable=True),
+        _json("config"),
         *_timestamps(),
     )
-    _create(
-        "links",
+
+
+def _links() -> Elements:
+    return (
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("request_id", sa.Uuid(), nullable=False),
         sa.Column("service_type", sa.String(length=50), nullable=False),
-        sa.Column("server_id", sa.Uuid(), nullable=True),
-        sa.Column("site_id", sa.Uuid(), nullable=True),
-        sa.Column("site_name", sa.String(length=500), nullable=True),
-        sa.Column("email", sa.String(length=320), nullable=True),
-        sa.Column("username", sa.String(length=200), nullable=True),
-        sa.Column("password_enc", sa.LargeBinary(), nullable=True),
-        sa.Column("about", sa.Text(), nullable=True),
+        sa.Column("server_id", sa.Uuid()),
+        sa.Column("site_id", sa.Uuid()),
+        sa.Column("site_name", sa.String(length=500)),
+        sa.Column("email", sa.String(length=320)),
+        sa.Column("username", sa.String(length=200)),
+        sa.Column("password_enc", sa.LargeBinary()),
+        sa.Column("about", sa.Text()),
         sa.Column("status", sa.String(length=20), nullable=False),
         sa.Column("phase", sa.String(length=10), nullable=False),
         sa.Column("priority", sa.Integer(), server_default="0", nullable=False),
         sa.Column("retry_count", sa.Integer(), server_default="0", nullable=False),
         sa.Column("max_retries", sa.Integer(), server_default="3", nullable=False),
-        sa.Column("error", sa.Text(), nullable=True),
-        sa.Column("profile_url", sa.String(length=2000), nullable=True),
-        sa.Column("post_url", sa.String(length=2000), nullable=True),
-        _json("details", nullable=True),
-        _utc("retry_at", nullable=True),
-        _utc("assigned_at", nullable=True),
-        _utc("started_at", nullable=True),
-        _utc("completed_at", nullable=True),
+        sa.Column("error", sa.Text()),
+        sa.Column("profile_url", sa.String(length=2000)),
+        sa.Column("post_url", sa.String(length=2000)),
+        _json("details"),
+        _utc("retry_at"),
+        _utc("assigned_at"),
+        _utc("started_at"),
+        _utc("completed_at"),
         *_timestamps(),
         sa.ForeignKeyConstraint(
             ["request_id"],
@@ -223,6 +235,25 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
     )
+
+
+#: the tables in the order they are created (links last: it refers to requests and servers)
+TABLES: dict[str, Callable[[], Elements]] = {
+    "accounts": _accounts,
+    "admin_keys": _admin_keys,
+    "dispatcher_lease": _dispatcher_lease,
+    "idempotency_keys": _idempotency_keys,
+    "requests": _requests,
+    "servers": _servers,
+    "settings": _settings,
+    "sites": _sites,
+    "links": _links,
+}
+
+
+def upgrade() -> None:
+    for table, elements in TABLES.items():
+        _create(table, *elements())
     _seed_rate_limit()
 
 

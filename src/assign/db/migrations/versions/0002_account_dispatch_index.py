@@ -7,25 +7,18 @@ The cooldown asks for each account's latest ``assigned_at``; links never dispatc
 and stay out of the index.
 """
 
-from collections.abc import Sequence
-
-from alembic import op
-
 from assign.db import migration_ops
 
-revision: str = "0002"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0002", "0001"
 
-DISPATCHED = "assigned_at IS NOT NULL"
+ACCOUNT_DISPATCHES = migration_ops.Index(
+    "ix_links_email_assigned_at", "links", ["email", "assigned_at"], where="assigned_at IS NOT NULL"
+)
 
 
 def upgrade() -> None:
-    migration_ops.create_partial_index(
-        "ix_links_email_assigned_at", "links", ["email", "assigned_at"], DISPATCHED
-    )
+    ACCOUNT_DISPATCHES.create()
 
 
 def downgrade() -> None:
-    op.drop_index("ix_links_email_assigned_at", table_name="links")
+    ACCOUNT_DISPATCHES.drop()

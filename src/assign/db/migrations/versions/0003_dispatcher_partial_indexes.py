@@ -9,32 +9,28 @@ its history: ``running``/``connecting`` links by start time (step 2, stale; also
 Neither holds a pending or finished link, so inserting links does not maintain them.
 """
 
-from collections.abc import Sequence
-
-from alembic import op
-
 from assign.db import migration_ops
 
-revision: str = "0003"
-down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0003", "0002"
 
 # in the order the queries list the statuses (sorted): PostgreSQL then sees the predicate and a
 # query's status condition as one, and does not AND this index with another on status
 WORKING = "status IN ('connecting', 'running')"
 EXHAUSTED = "status = 'failed' AND retry_count >= max_retries"
 
+WORKING_BY_START = migration_ops.Index(
+    "ix_links_working_started_at", "links", ["started_at"], where=WORKING
+)
+EXHAUSTED_BY_REQUEST = migration_ops.Index(
+    "ix_links_exhausted_request_id", "links", ["request_id"], where=EXHAUSTED
+)
+
 
 def upgrade() -> None:
-    migration_ops.create_partial_index(
-        "ix_links_working_started_at", "links", ["started_at"], WORKING
-    )
-    migration_ops.create_partial_index(
-        "ix_links_exhausted_request_id", "links", ["request_id"], EXHAUSTED
-    )
+    WORKING_BY_START.create()
+    EXHAUSTED_BY_REQUEST.create()
 
 
 def downgrade() -> None:
-    op.drop_index("ix_links_exhausted_request_id", table_name="links")
-    op.drop_index("ix_links_working_started_at", table_name="links")
+    EXHAUSTED_BY_REQUEST.drop()
+    WORKING_BY_START.drop()

@@ -7,25 +7,23 @@ An email in another case is the same account: a create or change that would repe
 group is refused (a 409, see services.catalog).
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
-from alembic import op
 
-revision: str = "0004"
-down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+from assign.db import migration_ops
+
+revision, down_revision = "0004", "0003"
+
+UNIQUE_EMAILS = migration_ops.Index(
+    "uq_accounts_group_id_lower_email",
+    "accounts",
+    ["group_id", sa.text("lower(email)")],
+    unique=True,
+)
 
 
 def upgrade() -> None:
-    op.create_index(
-        "uq_accounts_group_id_lower_email",
-        "accounts",
-        ["group_id", sa.text("lower(email)")],
-        unique=True,
-    )
+    UNIQUE_EMAILS.create()
 
 
 def downgrade() -> None:
-    op.drop_index("uq_accounts_group_id_lower_email", table_name="accounts")
+    UNIQUE_EMAILS.drop()

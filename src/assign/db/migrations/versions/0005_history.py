@@ -24,18 +24,13 @@ SQLite they are row triggers (a single writer; no transition tables). The outcom
 docs/guarantees.md ("History is written by the database").
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 from assign.db.dialect import bind_name
 from assign.db.types import UTCDateTime
 
-revision: str = "0005"
-down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0005", "0004"
 
 
 def _outcome(status: str, error: str) -> str:

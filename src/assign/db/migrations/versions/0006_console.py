@@ -4,8 +4,6 @@ Revision ID: 0006
 Revises: 0005
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -13,10 +11,7 @@ import assign.db.types
 
 UTCDateTime = assign.db.types.UTCDateTime
 
-revision: str = "0006"
-down_revision: str | None = "0005"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0006", "0005"
 
 
 def upgrade() -> None:

@@ -21,8 +21,6 @@ Revises: 0006
   SQLite has no such settings.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
@@ -30,10 +28,7 @@ from assign.db import migration_ops
 from assign.db.dialect import bind_name
 from assign.db.types import JSONType, UTCDateTime
 
-revision: str = "0007"
-down_revision: str | None = "0006"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0007", "0006"
 
 LINKS_OPTIONS = (
     "autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.01, "

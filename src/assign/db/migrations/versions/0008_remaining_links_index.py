@@ -14,30 +14,23 @@ are not ordered: the links of a request come in the order of the table, as befor
 by email. SQLite has no included columns; there the index is on ``request_id`` alone.
 """
 
-from collections.abc import Sequence
+from assign.db import migration_ops
 
-import sqlalchemy as sa
-from alembic import op
+revision, down_revision = "0008", "0007"
 
-revision: str = "0008"
-down_revision: str | None = "0007"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
-
-# sorted, as the query lists them: PostgreSQL then sees its condition and the predicate as one
-REMAINING = "status IN ('connect', 'connecting', 'failed', 'pending', 'queued', 'running')"
+REMAINING = migration_ops.Index(
+    "ix_links_remaining_request_id",
+    "links",
+    ["request_id"],
+    # sorted, as the query lists them: PostgreSQL then sees its condition and the predicate as one
+    where="status IN ('connect', 'connecting', 'failed', 'pending', 'queued', 'running')",
+    include=["email"],
+)
 
 
 def upgrade() -> None:
-    op.create_index(
-        "ix_links_remaining_request_id",
-        "links",
-        ["request_id"],
-        postgresql_include=["email"],
-        postgresql_where=sa.text(REMAINING),
-        sqlite_where=sa.text(REMAINING),
-    )
+    REMAINING.create()
 
 
 def downgrade() -> None:
-    op.drop_index("ix_links_remaining_request_id", table_name="links")
+    REMAINING.drop()

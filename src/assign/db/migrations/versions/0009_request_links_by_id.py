@@ -12,21 +12,19 @@ entries of each; by the primary key it read the links of every other request on 
 old one is dropped, so the previous release's statements always have one of them.
 """
 
-from collections.abc import Sequence
+from assign.db import migration_ops
 
-from alembic import op
+revision, down_revision = "0009", "0008"
 
-revision: str = "0009"
-down_revision: str | None = "0008"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+BY_STATUS = migration_ops.Index("ix_links_request_id_status", "links", ["request_id", "status"])
+BY_STATUS_ID = migration_ops.Index(
+    "ix_links_request_id_status_id", "links", ["request_id", "status", "id"]
+)
 
 
 def upgrade() -> None:
-    op.create_index("ix_links_request_id_status_id", "links", ["request_id", "status", "id"])
-    op.drop_index("ix_links_request_id_status", table_name="links")
+    migration_ops.replace_index(BY_STATUS, BY_STATUS_ID)
 
 
 def downgrade() -> None:
-    op.create_index("ix_links_request_id_status", "links", ["request_id", "status"])
-    op.drop_index("ix_links_request_id_status_id", table_name="links")
+    migration_ops.replace_index(BY_STATUS_ID, BY_STATUS)
