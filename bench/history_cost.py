@@ -15,6 +15,10 @@ and of PostgreSQL CPU (the backends' user+system time from /proc), and the ratio
   case for the per-request counts and throughput). Each ends an open attempt.
 * ``tick, 1,000 placed``: the whole ``tick(ctx)`` with 1,000 free slots over the 50 servers.
 * ``tick, idle``: the whole tick with no free slot (200,000 links pending).
+* ``(committed)``: the operations as their callers run them, each committed, with an untimed
+  set-up giving each round the same work (``history_committed.py``): ``claims.claim`` of 1,000
+  queued links, ``tool.report_results`` of those 1,000 (900 completed, 100 failed) and of 1,000
+  links of any request, and a ``tick`` placing 1,000 links.
 
 Then the plans of the trigger's statement on a claim and on a batch of results, with
 ``auto_explain.log_nested_statements``.
@@ -33,11 +37,16 @@ from datetime import UTC, datetime
 
 import asyncpg
 import common
-from history_workloads import RESULTS, WORKLOADS, Fixture
+from history_committed import WORKLOADS as COMMITTED
+from history_workloads import RESULTS, Fixture
+from history_workloads import WORKLOADS as ROLLED_BACK
 
 from assign.app import build_context
 from assign.services.context import Context
 from assign.settings import Settings
+
+#: the rolled-back statements, then the committed operations
+WORKLOADS = {**ROLLED_BACK, **COMMITTED}
 
 TRIGGERS = ("links_history_update", "links_history_insert", "links_history_delete")
 
@@ -123,13 +132,12 @@ async def prepare(url: str, links: int) -> Fixture:
         await conn.execute("VACUUM ANALYZE")
         fx = Fixture(requests[0][0], claimer, reporter)
         fx.spread = spread
+        fx.flow, fx.flow_spread = servers[3], servers[4]
         for server_id, into in ((reporter, fx.running), (spread, fx.running_spread)):
             into.extend(
                 r["id"]
                 for r in await conn.fetch(
-                    "SELECT l.id FROM links l JOIN attempts a ON a.link_id = l.id "
-                    "AND a.finished_at IS NULL WHERE l.server_id = $1 AND l.status = 'running' "
-                    "ORDER BY l.id",
+                    "SELECT id FROM links WHERE server_id = $1 AND status = 'running' ORDER BY id",
                     server_id,
                 )
             )
@@ -184,9 +192,9 @@ async def measure(
     dropped taking turns; (wall seconds, PostgreSQL CPU seconds) by (workload, present)."""
     times: Samples = {}
     cpu: Samples = {}
-    for workload in WORKLOADS.values():  # warm-up, both ways
-        for present in (True, False):
-            await set_triggers(admin, present)
+    for present in (True, False):  # warm-up, both ways (a committed claim, then its results)
+        await set_triggers(admin, present)
+        for workload in WORKLOADS.values():
             await workload(ctx, fx)
     for round_ in range(rounds):
         order = (True, False) if round_ % 2 == 0 else (False, True)

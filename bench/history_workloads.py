@@ -55,6 +55,10 @@ class Fixture:
         self.running: list[uuid.UUID] = []
         self.spread = reporter
         self.running_spread: list[uuid.UUID] = []
+        # the committed workloads' servers (history_committed.py), and the links last claimed
+        self.flow = reporter
+        self.flow_spread = reporter
+        self.claimed: list[uuid.UUID] = []
 
 
 async def bulk_insert(ctx: Context, fx: Fixture) -> float:
