@@ -12,7 +12,7 @@ and of PostgreSQL CPU (the backends' user+system time from /proc), and the ratio
 * ``bulk results``: 1,000 running links of one server -> 900 completed, 100 failed, in one
   ``UPDATE ... FROM unnest(...)`` and the server's ``active_tasks`` (a batch of results); the
   links of 5 requests (a server's work comes from the head of the queue), and of 280 (the worst
-  case for the per-request counts and throughput). Each ends an open attempt.
+  case for the per-request counts and throughput). Each ends the link's current attempt.
 * ``tick, 1,000 placed``: the whole ``tick(ctx)`` with 1,000 free slots over the 50 servers.
 * ``tick, idle``: the whole tick with no free slot (200,000 links pending).
 * ``(committed)``: the operations as their callers run them, each committed, with an untimed
@@ -99,8 +99,8 @@ async def prepare(url: str, links: int) -> Fixture:
         # one server with 1,000 queued links to claim, another with 1,000 running to report,
         # both of 5 requests (a server's work comes from the head of the queue: a few
         # requests); a third with 1,000 running links of any of the 300 requests (the worst
-        # case for the per-request counts). The running ones were claimed with the triggers
-        # on, so each has its open attempt to end.
+        # case for the per-request counts). Each result ends the link's current attempt (its
+        # row is inserted then, migration 0011).
         pick = (
             "SELECT id FROM links WHERE status = 'pending' AND request_id = ANY($2::uuid[]) "
             "ORDER BY id LIMIT 1000"

@@ -66,6 +66,10 @@ async def test_claim_and_results_write_attempts(
     assert done["attempts"][0]["profile_url"] == "https://p/1"
     assert done["attempts"][0]["post_url"] == "https://q/1"
     assert done["attempts"][0]["finished_at"] == done["completed_at"]
+    # the finished attempt keeps the server, phase and start it ran with
+    assert {k: done["attempts"][0][k] for k in ("server_id", "phase", "started_at")} == {
+        k: attempt[k] for k in ("server_id", "phase", "started_at")
+    }
     failed = await admin_link(factory, bad["id"])
     assert outcomes(failed) == [(1, "failed")]
     assert failed["attempts"][0]["error"] == "captcha"
@@ -240,7 +244,7 @@ async def test_history_older_than_history_days_is_pruned(
     old, running, recent = await factory.links(request, 3)
     await factory.run_link(old, server)
     assert (await factory.assign(running["id"], server)).status_code == 200
-    await factory.claim(server)  # an attempt still open when it gets old
+    await factory.claim(server)  # an attempt still running when it gets old: not a row
     clock.advance(days=14, minutes=1)  # ASSIGN_HISTORY_DAYS: 14 by default
     await factory.run_link(recent, server)
 
@@ -250,10 +254,10 @@ async def test_history_older_than_history_days_is_pruned(
                 (await conn.execute(sa.select(sa.func.count()).select_from(table))).scalar_one()
             )
 
-    assert await count(attempts) == 3 and await count(throughput_table) == 4
+    assert await count(attempts) == 2 and await count(throughput_table) == 4
     zeros = await count(link_counts)
     deleted = await history.prune(ctx)
-    assert deleted >= 3
+    assert deleted >= 3  # the old attempt, the old minute's throughput by server and request
     assert [a["number"] for a in (await admin_link(factory, old["id"]))["attempts"]] == []
     assert outcomes(await admin_link(factory, running["id"])) == [(1, None)]  # still open
     assert outcomes(await admin_link(factory, recent["id"])) == [(1, "completed")]

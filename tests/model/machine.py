@@ -282,10 +282,10 @@ class MachineBase(RuleBasedStateMachine):
             assert got == want, f"link {link_id} ({link.email}): app {got}, model {want}"
 
     def check_attempts(self) -> None:
-        """The attempts the database's triggers wrote are the model's: as many for each link,
-        numbered from 1, each with its phase, server, outcome and times (and, from
-        ``check_attempts``: at most one open, the last, only for a working link; ``link_counts``
-        equal to the links counted)."""
+        """The attempts the database's triggers wrote, and a working link's current one, are the
+        model's: as many for each link, numbered from 1, each with its phase, server, outcome and
+        times (and, from ``check_attempts``: every stored one finished; ``link_counts`` equal to
+        the links counted)."""
         found = self.run(check_attempts(self.ctx))
         got = {
             link_id: [

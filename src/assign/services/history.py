@@ -25,7 +25,7 @@ async def get_link(ctx: Context, *, link_id: uuid.UUID) -> dict[str, Any]:
         row = await links_repo.get(conn, link_id)
         if row is None:
             raise NotFound("Link not found")
-        found = await repo.attempts_of(conn, link_id)
+        found = await repo.attempts_of(conn, row)
     return {**views.link(row), "attempts": found}
 
 

@@ -1,5 +1,5 @@
 """SQL of the history tables (attempts, throughput, link_counts), which triggers on ``links``
-write (migration 0005): here they are only read and pruned."""
+write (migrations 0005 and 0011): here they are only read and pruned."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from assign.db.tables import (
     throughput,
 )
 from assign.db.views import AnyRow
-from assign.domain.states import ASSIGN_SERVICE
+from assign.domain.states import ASSIGN_SERVICE, WORKING
 
 ATTEMPT_FIELDS = (
     "number", "phase", "server_id", "started_at", "finished_at", "outcome", "error",
@@ -30,14 +30,30 @@ ATTEMPT_FIELDS = (
 )  # fmt: skip
 
 
-async def attempts_of(conn: AsyncConnection, link_id: uuid.UUID) -> list[dict[str, Any]]:
-    """The link's attempts, oldest first, as API items."""
+async def attempts_of(conn: AsyncConnection, link: AnyRow) -> list[dict[str, Any]]:
+    """The link's attempts, oldest first, as API items: the finished ones stored, then, while
+    the link runs or connects, its current one, which is the link itself (migration 0011)."""
     rows = await conn.execute(
         sa.select(*(attempts.c[name] for name in ATTEMPT_FIELDS))
-        .where(attempts.c.link_id == link_id)
+        .where(attempts.c.link_id == link.id)
         .order_by(attempts.c.number)
     )
-    return [dict(r._mapping) for r in rows]
+    found = [dict(r._mapping) for r in rows]
+    if link.status in WORKING:
+        found.append(current_attempt(link, after=found[-1]["number"] if found else 0))
+    return found
+
+
+def current_attempt(link: AnyRow, *, after: int) -> dict[str, Any]:
+    """The attempt a running or connecting link is making, numbered after its last stored one:
+    on its server, in its phase, since its claim; no end, outcome, error or URL yet."""
+    return {
+        **dict.fromkeys(ATTEMPT_FIELDS),
+        "number": after + 1,
+        "phase": link.phase,
+        "server_id": link.server_id,
+        "started_at": link.started_at or link.updated_at,
+    }
 
 
 async def throughput_since(
