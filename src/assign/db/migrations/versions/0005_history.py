@@ -24,6 +24,8 @@ SQLite they are row triggers (a single writer; no transition tables). The outcom
 docs/guarantees.md ("History is written by the database").
 """
 
+import textwrap
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -61,6 +63,17 @@ END $$
 """
 
 
+#: the throughput rows of the attempts that ended, from ``counted``: by server and by request
+THROUGHPUT_ADDED = """INSERT INTO throughput (kind, minute, key, completed, failed)
+SELECT kind, minute, key, sum(completed), sum(failed)
+FROM (
+  SELECT 'server' AS kind, minute, old_server_id AS key, completed, failed
+  FROM counted WHERE old_server_id IS NOT NULL
+  UNION ALL
+  SELECT 'request', minute, request_id, completed, failed FROM counted
+) c
+GROUP BY kind, minute, key"""
+
 PG_UPDATED = _trigger_function(
     "assign_links_updated",
     f"""  WITH ch AS MATERIALIZED (
@@ -95,15 +108,7 @@ PG_UPDATED = _trigger_function(
       AND ch.after IN ('completed', 'failed', 'pending', 'queued', 'connect')
   ),
   throughput_added AS (
-    INSERT INTO throughput (kind, minute, key, completed, failed)
-    SELECT kind, minute, key, sum(completed), sum(failed)
-    FROM (
-      SELECT 'server' AS kind, minute, old_server_id AS key, completed, failed
-      FROM counted WHERE old_server_id IS NOT NULL
-      UNION ALL
-      SELECT 'request', minute, request_id, completed, failed FROM counted
-    ) c
-    GROUP BY kind, minute, key
+{textwrap.indent(THROUGHPUT_ADDED, "    ")}
   )
   INSERT INTO link_counts (request_id, status, n)
   SELECT request_id, status, sum(d)

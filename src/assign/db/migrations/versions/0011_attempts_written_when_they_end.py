@@ -23,6 +23,7 @@ open attempt after them. The downgrade puts them back from the working links.
 """
 
 import importlib
+import textwrap
 
 from alembic import op
 
@@ -66,15 +67,7 @@ PG_UPDATED = V0005._trigger_function(
     FROM ch
     WHERE ch.after IN ('completed', 'failed', 'pending', 'queued', 'connect')
   )
-  INSERT INTO throughput (kind, minute, key, completed, failed)
-  SELECT kind, minute, key, sum(completed), sum(failed)
-  FROM (
-    SELECT 'server' AS kind, minute, old_server_id AS key, completed, failed
-    FROM counted WHERE old_server_id IS NOT NULL
-    UNION ALL
-    SELECT 'request', minute, request_id, completed, failed FROM counted
-  ) c
-  GROUP BY kind, minute, key;""",
+{textwrap.indent(V0005.THROUGHPUT_ADDED, "  ")};""",
 )
 
 SQLITE_ENDED = f"""CREATE TRIGGER links_attempt_end AFTER UPDATE OF status ON links
