@@ -65,3 +65,36 @@ async def test_only_one_leader_at_a_time(ctx: Context) -> None:
     await first.release()
     assert await second.acquire(now) is True  # released: another takes over at once
     await second.release()
+
+
+async def test_a_request_done_soon_after_a_look_is_closed_without_waiting_for_the_interval(
+    ctx: Context, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between full ticks the dispatcher looks for requests to close at most every CLOSE_GAP
+    seconds; a wake-up sooner places work only, and the look it left follows on its own."""
+    from assign.dispatcher import loop
+
+    monkeypatch.setattr(loop, "CLOSE_GAP", 1.0)  # every step below falls within one gap
+    ctx.clock = Clock()
+    await no_rate_limit(factory)
+    server = await factory.server(max_threads=5)
+    await heartbeat(factory, server)
+    request = await factory.request()
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_dispatcher(ctx, stop=stop))
+    try:
+        await asyncio.sleep(0.3)  # the first (full) tick has run: its look was just now
+        (link,) = await factory.links(request, 1)
+        started = time.monotonic()
+        while (await statuses(factory, request)).get("queued") != 1:
+            assert time.monotonic() - started < 5, "the link was not dispatched promptly"
+            await asyncio.sleep(0.02)
+        await factory.claim(server)
+        assert (await factory.result(link["id"], server)).status_code == 200
+        # the result's wake-up came within the gap: that tick placed work only
+        while (await factory.get_request(request["id"]))["status"] != "completed":
+            assert time.monotonic() - started < 5, "the finished request was not closed"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)

@@ -13,7 +13,7 @@ from assign import metrics
 from assign.db.engine import DatabaseUnavailable
 from assign.dispatcher import events
 from assign.dispatcher.leader import Leadership
-from assign.dispatcher.steps import PROMPT_STEPS, STEPS, tick
+from assign.dispatcher.steps import PLACE_STEPS, PROMPT_STEPS, STEPS, Step, close_requests, tick
 from assign.services import gauges, history, statistics
 from assign.services.context import Context
 from assign.services.wake import WAKE_CHANNEL
@@ -22,6 +22,10 @@ log = logging.getLogger("assign.dispatcher")
 
 #: shortest pause between two ticks, however often work arrives
 MIN_GAP = 0.02
+#: shortest pause between two looks for requests to start or close in the ticks between full
+#: ones: a fleet's results wake the dispatcher every few tens of milliseconds, and that look
+#: took a third of each such tick
+CLOSE_GAP = 0.25
 #: how often the links-by-state gauge is refreshed
 GAUGE_SECONDS = 10.0
 #: how often the leader deletes history older than ASSIGN_HISTORY_DAYS
@@ -37,6 +41,9 @@ class _Leading:
 
     listening_on: Any = None
     last_full: float = 0.0
+    last_close: float = 0.0
+    #: a tick left requests to start or close for later (see ``CLOSE_GAP``)
+    close_owed: bool = False
     last_compact: float = 0.0
     last_prune: float = 0.0
     last_gauge: float = 0.0
@@ -72,7 +79,7 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
                 leading.listening_on = None
             except Exception:
                 log.exception("dispatcher tick failed")
-            await _pause(ctx, stop, 0 if busy else interval)
+            await _pause(ctx, stop, _pause_for(leading, busy=busy, interval=interval))
     finally:
         ctx.hub.leading_here = False
         await leadership.release()
@@ -94,7 +101,7 @@ async def _tick(
     started = time.perf_counter()
     # the housekeeping steps run once an interval; a wake-up only places work
     full = time.monotonic() - leading.last_full >= interval
-    report = await leadership.keep_during(tick(ctx, steps=STEPS if full else PROMPT_STEPS))
+    report = await leadership.keep_during(tick(ctx, steps=_steps(leading, full=full)))
     if full:
         leading.last_full = time.monotonic()
         await leadership.record_tick(ctx.clock.now())
@@ -102,6 +109,27 @@ async def _tick(
     metrics.tick_seconds.observe(elapsed)
     events.log_tick(report, seconds=elapsed, full=full)
     return report.busy, full
+
+
+def _steps(leading: _Leading, *, full: bool) -> tuple[Step, ...]:
+    """A full tick's steps once an interval; between them, the new work placed, and requests
+    started and closed at most every ``CLOSE_GAP`` seconds."""
+    steps = STEPS if full else PROMPT_STEPS
+    if not full and time.monotonic() - leading.last_close < CLOSE_GAP:
+        steps = PLACE_STEPS
+    leading.close_owed = close_requests not in steps
+    if not leading.close_owed:
+        leading.last_close = time.monotonic()
+    return steps
+
+
+def _pause_for(leading: _Leading, *, busy: bool, interval: float) -> float:
+    """Seconds to sleep after a tick: none when it was busy, else the interval, but no longer
+    than until the look for requests to close that a tick left for later."""
+    seconds = 0.0 if busy else interval
+    if leading.close_owed:
+        seconds = min(seconds, max(0.0, leading.last_close + CLOSE_GAP - time.monotonic()))
+    return seconds
 
 
 async def _upkeep(ctx: Context, leading: _Leading, *, full: bool) -> None:

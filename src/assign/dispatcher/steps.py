@@ -261,14 +261,16 @@ async def close_requests(ctx: Context, now: datetime, report: TickReport) -> Non
     """Step 6: start requests with dispatched links; close those whose links are all done.
 
     On PostgreSQL the starts and a look for finished requests are one statement, run alone;
-    the transaction that locks and closes them follows only when there is one (a tick
-    nearly always finds none, and this step ran as four round trips every tick)."""
+    the transaction that locks and closes them follows only when there is one, or when a
+    request was just started (the look's snapshot shows it pending): a tick nearly always finds
+    neither, and this step ran as four round trips every tick."""
     if ctx.db.combines_writes:
         started, finished = await ctx.db.run_alone(
             lambda conn: repo.start_requests_and_look(conn, now=now)
         )
         report.started += started
-        if not finished:
+        # the look does not see the requests this statement started: one may be done already
+        if not finished and not started:
             return
 
     async def work(conn: AsyncConnection) -> None:
@@ -308,6 +310,8 @@ STEPS: tuple[Step, ...] = (
 
 #: what a wake-up between two full ticks runs: place the new work, close what finished
 PROMPT_STEPS = (assign_pending, close_requests)
+#: a wake-up soon after another: only the new work placed
+PLACE_STEPS = (assign_pending,)
 
 
 async def tick(
