@@ -141,6 +141,11 @@ async def plan_each_statement(conn: AsyncConnection) -> None:
     await dialect.plan_each_statement(conn)
 
 
+async def commit_without_flush(conn: AsyncConnection) -> None:
+    """Commit this placement without waiting for the WAL flush (see the dialect)."""
+    await dialect.commit_without_flush(conn)
+
+
 async def pending_window(
     conn: AsyncConnection,
     *,
