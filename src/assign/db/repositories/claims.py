@@ -69,7 +69,11 @@ async def claim_links(
 # One statement for what a claim does nearly every time (PostgreSQL, run alone): the server read
 # (not locked), its queued links taken as claim_links does, unless it is not online, and
 # whether it has connect links, which a claim with free slots then takes in a transaction of
-# its own (against the slots under the server's lock, see services.tool).
+# its own (against the slots under the server's lock, see services.tool). The update names the
+# links by id alone: ``picked`` locked them queued, so their status cannot have changed, and a
+# status condition let the planner, which often counts one queued link in a table whose
+# statistics predate a bulk create, read every queued link of every server once per picked
+# one (18,700 comparisons, 12 ms, for a claim of 50 among 400 queued).
 _CLAIM_QUEUED_PG = sa.text(
     "WITH srv AS MATERIALIZED (SELECT servers.status, servers.max_threads, "
     "servers.active_tasks, servers.last_health_check, servers.last_active FROM servers "
@@ -78,7 +82,7 @@ _CLAIM_QUEUED_PG = sa.text(
     "AND links.status = :queued ORDER BY links.priority DESC, links.created_at, links.id "
     "LIMIT :limit FOR UPDATE SKIP LOCKED), "
     "claimed AS (UPDATE links SET status = :running, started_at = :now, updated_at = :now "
-    "WHERE links.id IN (SELECT picked.id FROM picked) AND links.status = :queued "
+    "WHERE links.id IN (SELECT picked.id FROM picked) "
     "AND EXISTS (SELECT 1 FROM srv WHERE srv.status = :online) RETURNING links.*) "
     "SELECT srv.status AS server_status, srv.max_threads, srv.active_tasks, "
     "srv.last_health_check, srv.last_active, EXISTS (SELECT 1 FROM links "
