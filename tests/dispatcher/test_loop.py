@@ -98,3 +98,18 @@ async def test_a_request_done_soon_after_a_look_is_closed_without_waiting_for_th
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=10)
+
+
+def test_only_a_leader_that_ticked_shortens_its_pause_for_a_look_it_owes() -> None:
+    """A look for requests to close left for later shortens the pause after the leader's tick;
+    a follower, or a leader whose tick failed, waits the whole interval (no 20 ms loop of lock
+    attempts or warnings while another process leads or the database is away)."""
+    from assign.dispatcher import loop
+
+    leading = loop._Leading(last_close=time.monotonic(), close_owed=True)
+    assert loop._pause_for(leading, busy=False, interval=30, ticked=True) <= loop.CLOSE_GAP
+    assert loop._pause_for(leading, busy=False, interval=30, ticked=False) == 30
+    # and a stale debt is dropped: the next leader's tick decides anew
+    assert not leading.close_owed
+    assert loop._pause_for(leading, busy=False, interval=30, ticked=True) == 30
+    assert loop._pause_for(leading, busy=True, interval=30, ticked=True) == 0

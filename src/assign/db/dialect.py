@@ -126,8 +126,9 @@ async def plan_each_statement(conn: AsyncConnection) -> None:
 async def commit_without_flush(conn: AsyncConnection) -> None:
     """Let this transaction's commit return before its WAL is flushed (PostgreSQL).
 
-    For work that is done again when lost, the dispatcher's placements: a crash may undo the
-    last few milliseconds of them (those links are pending again), never half of one, and
+    For work that is done again when lost, the dispatcher's placements: a crash may undo those
+    of up to about 3 x ``wal_writer_delay`` before it (those links are pending again), never
+    half of one, and
     whatever is acknowledged on top of them (a claim) commits with the flush, which writes
     every earlier commit first. The commit, 2-4 ms of waiting here, no longer holds the
     servers' rows that results update.

@@ -60,7 +60,7 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
     try:
         while not stop.is_set():
             ctx.wake.clear()
-            busy = False
+            busy = ticked = False
             try:
                 leader = await leadership.acquire(ctx.clock.now())
                 metrics.leader.set(1 if leader else 0)
@@ -71,6 +71,7 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
                 if leader:
                     busy, full = await _tick(ctx, leadership, leading, interval)
                     await _upkeep(ctx, leading, full=full)
+                    ticked = True
             except (DatabaseUnavailable, OSError) as exc:
                 log.warning(
                     "dispatcher tick skipped: database unavailable",
@@ -79,7 +80,8 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
                 leading.listening_on = None
             except Exception:
                 log.exception("dispatcher tick failed")
-            await _pause(ctx, stop, _pause_for(leading, busy=busy, interval=interval))
+            pause = _pause_for(leading, busy=busy, interval=interval, ticked=ticked)
+            await _pause(ctx, stop, pause)
     finally:
         ctx.hub.leading_here = False
         await leadership.release()
@@ -123,10 +125,13 @@ def _steps(leading: _Leading, *, full: bool) -> tuple[Step, ...]:
     return steps
 
 
-def _pause_for(leading: _Leading, *, busy: bool, interval: float) -> float:
-    """Seconds to sleep after a tick: none when it was busy, else the interval, but no longer
-    than until the look for requests to close that a tick left for later."""
+def _pause_for(leading: _Leading, *, busy: bool, interval: float, ticked: bool) -> float:
+    """Seconds to sleep after a pass: none when its tick was busy, else the interval, but, after
+    a tick of this leader, no longer than until the look for requests to close that it left for
+    later (a follower, or a leader whose tick failed, owes nothing: it waits the interval)."""
     seconds = 0.0 if busy else interval
+    if not ticked:
+        leading.close_owed = False
     if leading.close_owed:
         seconds = min(seconds, max(0.0, leading.last_close + CLOSE_GAP - time.monotonic()))
     return seconds
