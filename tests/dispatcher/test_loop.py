@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -21,9 +23,12 @@ def settings_overrides() -> dict[str, Any]:
     return {"dispatch_interval": 30}  # far longer than the test: only a wake-up can dispatch
 
 
-async def test_new_links_are_dispatched_without_waiting_for_the_interval(
+@asynccontextmanager
+async def dispatching(
     ctx: Context, factory: Factory
-) -> None:
+) -> AsyncIterator[tuple[dict[str, Any], dict[str, Any]]]:
+    """(an online server of 5 slots, a request) with the dispatcher loop running on the real
+    clock, its first tick done; the loop is stopped afterwards (a stop ends it promptly)."""
     ctx.clock = Clock()
     await no_rate_limit(factory)
     server = await factory.server(max_threads=5)
@@ -32,27 +37,37 @@ async def test_new_links_are_dispatched_without_waiting_for_the_interval(
     stop = asyncio.Event()
     task = asyncio.create_task(run_dispatcher(ctx, stop=stop))
     try:
-        await asyncio.sleep(0.3)  # the first tick has run and found nothing
-        started = time.monotonic()
+        await asyncio.sleep(0.3)  # the first (full) tick has run and found nothing
+        yield server, request
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=10)
+
+
+async def queued(factory: Factory, request: dict[str, Any], n: int) -> None:
+    """Wait (5 s at most) until ``n`` of the request's links are queued."""
+    started = time.monotonic()
+    while (await statuses(factory, request)).get("queued", 0) < n:
+        assert time.monotonic() - started < 5, "links were not dispatched promptly"
+        await asyncio.sleep(0.02)
+
+
+async def test_new_links_are_dispatched_without_waiting_for_the_interval(
+    ctx: Context, factory: Factory
+) -> None:
+    async with dispatching(ctx, factory) as (server, request):
         await factory.links(request, 2)
-        while (await statuses(factory, request)).get("queued") != 2:
-            assert time.monotonic() - started < 5, "links were not dispatched promptly"
-            await asyncio.sleep(0.02)
+        await queued(factory, request, 2)
         # a freed slot wakes it too
         (claimed, _) = await factory.claim(server)
         await factory.links(request, 4)  # 2 running + 4 > 5 slots: one waits for a slot
-        deadline = time.monotonic() + 5
-        while (await statuses(factory, request)).get("queued", 0) < 3:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+        await queued(factory, request, 3)
         assert (await statuses(factory, request)).get("pending") == 1
         await factory.result(claimed["id"], server)
+        deadline = time.monotonic() + 5
         while (await statuses(factory, request)).get("pending"):
-            assert time.monotonic() < deadline + 5, "a freed slot did not wake the dispatcher"
+            assert time.monotonic() < deadline, "a freed slot did not wake the dispatcher"
             await asyncio.sleep(0.02)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=10)  # a stop ends the loop promptly
 
 
 async def test_only_one_leader_at_a_time(ctx: Context) -> None:
@@ -75,29 +90,16 @@ async def test_a_request_done_soon_after_a_look_is_closed_without_waiting_for_th
     from assign.dispatcher import loop
 
     monkeypatch.setattr(loop, "CLOSE_GAP", 1.0)  # every step below falls within one gap
-    ctx.clock = Clock()
-    await no_rate_limit(factory)
-    server = await factory.server(max_threads=5)
-    await heartbeat(factory, server)
-    request = await factory.request()
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_dispatcher(ctx, stop=stop))
-    try:
-        await asyncio.sleep(0.3)  # the first (full) tick has run: its look was just now
-        (link,) = await factory.links(request, 1)
+    async with dispatching(ctx, factory) as (server, request):  # the first tick's look: now
         started = time.monotonic()
-        while (await statuses(factory, request)).get("queued") != 1:
-            assert time.monotonic() - started < 5, "the link was not dispatched promptly"
-            await asyncio.sleep(0.02)
+        (link,) = await factory.links(request, 1)
+        await queued(factory, request, 1)
         await factory.claim(server)
         assert (await factory.result(link["id"], server)).status_code == 200
         # the result's wake-up came within the gap: that tick placed work only
         while (await factory.get_request(request["id"]))["status"] != "completed":
             assert time.monotonic() - started < 5, "the finished request was not closed"
             await asyncio.sleep(0.05)
-    finally:
-        stop.set()
-        await asyncio.wait_for(task, timeout=10)
 
 
 def test_only_a_leader_that_ticked_shortens_its_pause_for_a_look_it_owes() -> None:
