@@ -11,6 +11,7 @@ import asyncpg
 
 from assign.errors import Conflict, InvalidInput
 from assign.services.context import Context
+from tests.factories import Factory
 
 FIRST = ["held first", "other first"]
 
@@ -52,3 +53,12 @@ async def one_link(db: asyncpg.Connection, link_id: str) -> asyncpg.Record:
     return await db.fetchrow(
         "SELECT status, server_id, error, phase FROM links WHERE id = $1", uuid.UUID(link_id)
     )
+
+
+async def running_link(factory: Factory) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(a server, a link of a new request placed on it and claimed: running)."""
+    server = await factory.server()
+    request = await factory.request()
+    [link] = await factory.links(request, 1, server_id=server["id"])
+    await factory.claim(server)
+    return server, link

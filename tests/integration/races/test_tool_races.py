@@ -19,7 +19,7 @@ from assign.services import servers as servers_service
 from assign.services import tool as tool_service
 from assign.services.context import Context
 from tests.factories import Factory
-from tests.integration.races.holding import FIRST, one_link, race, waiting
+from tests.integration.races.holding import FIRST, one_link, race, running_link, waiting
 from tests.invariants import assert_active_tasks_consistent
 
 pytestmark = [pytest.mark.postgres]
@@ -30,10 +30,7 @@ async def test_a_result_against_the_stale_expiry(
     sides: tuple[Context, Context], factory: Factory, db: asyncpg.Connection, first: str
 ) -> None:
     held_ctx, other_ctx = sides
-    server = await factory.server()
-    request = await factory.request()
-    [link] = await factory.links(request, 1, server_id=server["id"])
-    await factory.claim(server)
+    server, link = await running_link(factory)
     sid, lid = uuid.UUID(server["id"]), uuid.UUID(link["id"])
     later = other_ctx.clock.now() + timedelta(minutes=20)  # past the stale timeout
 
@@ -69,10 +66,7 @@ async def test_a_result_and_the_lost_server_step_never_deadlock(
     waits for the link without holding the server, so the result's server update goes through.
     (With step 1 taking the server first, the two would deadlock.)"""
     _, other_ctx = sides
-    server = await factory.server()
-    request = await factory.request()
-    [link] = await factory.links(request, 1, server_id=server["id"])
-    await factory.claim(server)
+    server, link = await running_link(factory)
     sid, lid = uuid.UUID(server["id"]), uuid.UUID(link["id"])
     later = other_ctx.clock.now() + timedelta(minutes=10)  # the server is silent by then
     tick = steps.TickReport()
