@@ -22,14 +22,16 @@ async def test_placements_commit_without_waiting_for_the_flush_and_nothing_else_
     ctx: Context, factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """On PostgreSQL the placement transaction runs with ``synchronous_commit`` off (redone when
-    lost; a claim's flushed commit covers it), every other transaction with the server's."""
+    lost; a claim's flushed commit covers it) and each statement planned with its parameters;
+    every other transaction with the server's settings."""
     from assign.db.repositories import dispatch
 
     seen: list[str] = []
     free_servers = dispatch.free_servers
 
     async def spying(conn: Any, **kwargs: Any) -> Any:
-        seen.append((await conn.exec_driver_sql("SHOW synchronous_commit")).scalar_one())
+        for setting in ("synchronous_commit", "plan_cache_mode"):
+            seen.append((await conn.exec_driver_sql(f"SHOW {setting}")).scalar_one())
         return await free_servers(conn, **kwargs)
 
     monkeypatch.setattr(dispatch, "free_servers", spying)
@@ -38,6 +40,7 @@ async def test_placements_commit_without_waiting_for_the_flush_and_nothing_else_
     await heartbeat(factory, server)
     await factory.links(await factory.request(), 2)
     assert (await tick(ctx)).assigned == 2
-    assert seen == ["off"]
+    assert seen == ["off", "force_custom_plan"]
     async with ctx.db.transaction() as conn:
         assert (await conn.exec_driver_sql("SHOW synchronous_commit")).scalar_one() == "on"
+        assert (await conn.exec_driver_sql("SHOW plan_cache_mode")).scalar_one() == "auto"

@@ -111,30 +111,15 @@ def not_in(conn: AsyncConnection, column: Any, values: Sequence[str]) -> Any:
     return column != sa.all_(text_array(values)) if _postgres(conn) else column.not_in(list(values))
 
 
-async def plan_each_statement(conn: AsyncConnection) -> None:
-    """Plan this transaction's statements with their actual parameters (PostgreSQL).
-
-    A prepared statement run a few times may get a generic plan; in one, a list of accounts to
-    skip is an unknown array, compared element by element on every row read instead of
-    hashed: 20 s instead of 0.1 s a window at 1M links. Planning costs well under a millisecond
-    a statement, and a batch runs a handful.
-    """
-    if _postgres(conn):
-        await conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
-
-
-async def commit_without_flush(conn: AsyncConnection) -> None:
-    """Let this transaction's commit return before its WAL is flushed (PostgreSQL).
-
-    For work that is done again when lost, the dispatcher's placements: a crash may undo those
-    of up to about 3 x ``wal_writer_delay`` before it (those links are pending again), never
-    half of one, and
-    whatever is acknowledged on top of them (a claim) commits with the flush, which writes
-    every earlier commit first. The commit, 2-4 ms of waiting here, no longer holds the
-    servers' rows that results update.
-    """
-    if _postgres(conn):
-        await conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+async def set_local(conn: AsyncConnection, settings: dict[str, str]) -> None:
+    """PostgreSQL settings for the rest of this transaction (as ``SET LOCAL``), all in one
+    round trip; nothing on SQLite."""
+    if _postgres(conn) and settings:
+        calls = ", ".join(f"set_config(:k{i}, :v{i}, true)" for i in range(len(settings)))
+        values: dict[str, str] = {}
+        for i, (name, value) in enumerate(settings.items()):
+            values[f"k{i}"], values[f"v{i}"] = name, value
+        await conn.execute(sa.text(f"SELECT {calls}"), values)
 
 
 _CHANGED_SINCE_ANALYZE = sa.text(

@@ -184,8 +184,7 @@ async def _assign_batch(
 ) -> _Batch:
     # a copy: a transaction run again starts from what the committed batches left
     budget = dict(known)
-    await repo.plan_each_statement(conn)
-    await repo.commit_without_flush(conn)
+    await repo.prepare_placement(conn)
     rows = await repo.free_servers(conn, now=now, timeout_minutes=timeout_minutes)
     free = [
         policy.FreeServer(r.id, r.priority, r.free, frozenset(r.service_types or ())) for r in rows
