@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import uvicorn
 
@@ -201,6 +202,72 @@ async def test_stop_finishes_and_reports_what_it_holds(
     await _finished(factory, ctx, request, server, 3)
     # nothing claimed after the stop
     assert not await factory.list_links(request_id=later["id"], status="running,completed")
+
+
+class _CountingTransport(httpx.ASGITransport):
+    """The application's transport, with the result calls it carried (their sizes)."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(app=app)
+        self.batches: list[int] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/links/results"):
+            self.batches.append(len(orjson.loads(request.content)["results"]))
+        return await super().handle_async_request(request)
+
+
+async def _all_queued(
+    factory: Factory, server: dict[str, Any], request: dict[str, Any], n: int
+) -> None:
+    """The server has beaten and the dispatcher placed all ``n`` links on it, so the worker's
+    first claim takes them all."""
+    beat = await factory.client.post("/api/v1/tool/heartbeat", headers=factory.tool(server))
+    assert beat.status_code == 200, beat.text
+    await _until(factory, request, "queued", n)
+
+
+async def test_results_go_as_soon_as_no_handler_runs(
+    factory: Factory, ctx: Context, dispatching: None
+) -> None:
+    """With a flush far away, a batch goes once no handler is left running; while one still
+    runs, the results already made wait for it (and go in the same call)."""
+    server = await factory.server(max_threads=5)
+    request = await factory.request()
+    await factory.links(request, 5)
+    await _all_queued(factory, server, request, 5)
+    release = asyncio.Event()
+    started = 0
+
+    async def handler(link: ClaimedLink) -> Result:
+        nonlocal started
+        started += 1
+        if started == 1:
+            await release.wait()
+        return Result()
+
+    transport = _CountingTransport(create_app(context=ctx, migrate=False))
+    worker = Worker(
+        "http://assign.test", server["api_key"], handler, transport=transport,
+        wait_seconds=2, flush_seconds=3600,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    run = asyncio.create_task(worker.run(stop))
+    try:
+        await _until(factory, request, "running", 5)
+        for _ in range(20):  # the four quick handlers are done; their results wait for the fifth
+            await asyncio.sleep(0.01)
+        assert transport.batches == []
+        release.set()
+        await _until(factory, request, "completed", 5)  # long before the flush
+        assert transport.batches == [5]
+    finally:
+        stop.set()
+        if not release.is_set():
+            worker.abandon()
+    tally = await asyncio.wait_for(run, 10)
+    assert (tally.claimed, tally.completed) == (5, 5)
+    await _finished(factory, ctx, request, server, 5)
 
 
 def _free_port() -> int:

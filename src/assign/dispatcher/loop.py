@@ -21,7 +21,7 @@ from assign.services.wake import WAKE_CHANNEL
 log = logging.getLogger("assign.dispatcher")
 
 #: shortest pause between two ticks, however often work arrives
-MIN_GAP = 0.02
+MIN_GAP = 0.005
 #: shortest pause between two looks for requests to start or close in the ticks between full
 #: ones: a fleet's results wake the dispatcher every few tens of milliseconds, and that look
 #: took a third of each such tick

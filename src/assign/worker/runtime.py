@@ -81,6 +81,8 @@ class Worker:
     transport: httpx.AsyncBaseTransport | None = None
     tally: Tally = field(default_factory=Tally)
     _busy: int = 0
+    #: handlers that have not yet produced their result
+    _running: int = 0
     _slot_freed: asyncio.Event = field(default_factory=asyncio.Event)
     _results: asyncio.Queue[tuple[str, Result]] = field(default_factory=asyncio.Queue)
     _work: set[asyncio.Task[None]] = field(default_factory=set)
@@ -157,6 +159,7 @@ class Worker:
                 return
             for link in links:
                 self._busy += 1
+                self._running += 1
                 self.tally.claimed += 1
                 task = asyncio.create_task(self._perform(link, pool))
                 self._work.add(task)
@@ -185,15 +188,22 @@ class Worker:
             outcome = Result()
         if not isinstance(outcome, Result):
             outcome = Result.failed(f"handler returned {type(outcome).__name__}, not a Result")
+        self._running -= 1
         self._results.put_nowait((link["id"], outcome))
 
     async def _report(self, client: AsyncToolClient) -> None:
-        """Batches of results: sent when one fills or ``flush_seconds`` after its first."""
+        """Batches of results: sent when one fills, ``flush_seconds`` after its first, or as
+        soon as no handler is left running (no other result would join it)."""
         loop = asyncio.get_running_loop()
         while True:
             batch = [await self._results.get()]
             flush_at = loop.time() + self.flush_seconds
             while len(batch) < self.batch_size:
+                if not self._results.empty():
+                    batch.append(self._results.get_nowait())
+                    continue
+                if self._running == 0:
+                    break
                 left = flush_at - loop.time()
                 if left <= 0:
                     break
