@@ -115,3 +115,30 @@ def test_only_a_leader_that_ticked_shortens_its_pause_for_a_look_it_owes() -> No
     assert not leading.close_owed
     assert loop._pause_for(leading, busy=False, interval=30, ticked=True) == 30
     assert loop._pause_for(leading, busy=True, interval=30, ticked=True) == 0
+
+
+async def test_wake_ups_with_nothing_to_place_do_not_make_it_spin(
+    ctx: Context, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tick that finds free slots and nothing to place is followed by the next one IDLE_GAP
+    later at the earliest, however often results wake the dispatcher (after a tick that placed
+    work or found every slot taken, MIN_GAP: the next freed slot is work)."""
+    from assign.dispatcher import loop
+
+    monkeypatch.setattr(loop, "IDLE_GAP", 0.1)
+    ticks = 0
+    real_tick = loop.tick
+
+    async def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal ticks
+        ticks += 1
+        return await real_tick(*args, **kwargs)
+
+    async with dispatching(ctx, factory):  # a server with free slots, no link anywhere
+        monkeypatch.setattr(loop, "tick", counted)
+        started = time.monotonic()
+        while time.monotonic() - started < 0.6:
+            ctx.wake.set()  # as a stream of results would
+            await asyncio.sleep(0.001)
+        elapsed = time.monotonic() - started
+    assert 1 <= ticks <= elapsed / 0.1 + 2

@@ -13,15 +13,27 @@ from assign import metrics
 from assign.db.engine import DatabaseUnavailable
 from assign.dispatcher import events
 from assign.dispatcher.leader import Leadership
-from assign.dispatcher.steps import PLACE_STEPS, PROMPT_STEPS, STEPS, Step, close_requests, tick
+from assign.dispatcher.steps import (
+    PLACE_STEPS,
+    PROMPT_STEPS,
+    STEPS,
+    Step,
+    TickReport,
+    close_requests,
+    tick,
+)
 from assign.services import gauges, history, statistics
 from assign.services.context import Context
 from assign.services.wake import WAKE_CHANNEL
 
 log = logging.getLogger("assign.dispatcher")
 
-#: shortest pause between two ticks, however often work arrives
-MIN_GAP = 0.005
+#: shortest pause after a tick that placed work or found every slot taken: the slots the
+#: fleet frees next are placed by the next tick, and that wait is part of every slot's cycle
+MIN_GAP = 0.001
+#: shortest pause after a tick that had free slots and nothing to place, however often results
+#: wake the dispatcher (a fleet reporting with nothing left to place would make it spin)
+IDLE_GAP = 0.02
 #: shortest pause between two looks for requests to start or close in the ticks between full
 #: ones: a fleet's results wake the dispatcher every few tens of milliseconds, and that look
 #: took a third of each such tick
@@ -60,7 +72,7 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
     try:
         while not stop.is_set():
             ctx.wake.clear()
-            busy = ticked = False
+            busy = ticked = eager = False
             try:
                 leader = await leadership.acquire(ctx.clock.now())
                 metrics.leader.set(1 if leader else 0)
@@ -69,7 +81,8 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
                     events.log_leadership(leadership.holder, leader=leader)
                     was_leader = leader
                 if leader:
-                    busy, full = await _tick(ctx, leadership, leading, interval)
+                    report, full = await _tick(ctx, leadership, leading, interval)
+                    busy, eager = report.busy, report.busy or report.slots_full
                     await _upkeep(ctx, leading, full=full)
                     ticked = True
             except (DatabaseUnavailable, OSError) as exc:
@@ -81,7 +94,7 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
             except Exception:
                 log.exception("dispatcher tick failed")
             pause = _pause_for(leading, busy=busy, interval=interval, ticked=ticked)
-            await _pause(ctx, stop, pause)
+            await _pause(ctx, stop, pause, gap=MIN_GAP if eager else IDLE_GAP)
     finally:
         ctx.hub.leading_here = False
         await leadership.release()
@@ -93,9 +106,9 @@ async def run_dispatcher(ctx: Context, *, stop: asyncio.Event) -> None:
 
 async def _tick(
     ctx: Context, leadership: Leadership, leading: _Leading, interval: float
-) -> tuple[bool, bool]:
-    """One tick as the leader, listening for new work first: whether it was busy, and whether
-    it was a full tick (every step, once an interval)."""
+) -> tuple[TickReport, bool]:
+    """One tick as the leader, listening for new work first: its report, and whether it was a
+    full tick (every step, once an interval)."""
     raw = await leadership.raw_connection()
     if raw is not None and raw is not leading.listening_on:
         await raw.add_listener(WAKE_CHANNEL, lambda *_: ctx.wake.set())
@@ -110,7 +123,7 @@ async def _tick(
     elapsed = time.perf_counter() - started
     metrics.tick_seconds.observe(elapsed)
     events.log_tick(report, seconds=elapsed, full=full)
-    return report.busy, full
+    return report, full
 
 
 def _steps(leading: _Leading, *, full: bool) -> tuple[Step, ...]:
@@ -155,9 +168,9 @@ async def _upkeep(ctx: Context, leading: _Leading, *, full: bool) -> None:
         leading.last_gauge = time.monotonic()
 
 
-async def _pause(ctx: Context, stop: asyncio.Event, seconds: float) -> None:
+async def _pause(ctx: Context, stop: asyncio.Event, seconds: float, *, gap: float) -> None:
     """Sleep ``seconds``, cut short by new work or a stop; a tick follows the last one by
-    MIN_GAP at least, however often work arrives (but an idle dispatcher acts at once)."""
+    ``gap`` at least, however often work arrives (but an idle dispatcher acts at once)."""
     loop = asyncio.get_running_loop()
     ended = loop.time()
     if seconds > 0 and not stop.is_set():
@@ -167,9 +180,9 @@ async def _pause(ctx: Context, stop: asyncio.Event, seconds: float) -> None:
         finally:
             for waiter in waiters:
                 waiter.cancel()
-    gap = MIN_GAP - (loop.time() - ended)
-    if gap > 0 and not stop.is_set():
-        await asyncio.sleep(gap)
+    left = gap - (loop.time() - ended)
+    if left > 0 and not stop.is_set():
+        await asyncio.sleep(left)
 
 
 async def refresh_gauge(ctx: Context) -> None:

@@ -42,6 +42,8 @@ class TickReport:
     started: int = 0
     finished: dict[str, int] = field(default_factory=dict)
     archived: int = 0
+    #: the placement found every ready server's slots taken (the next freed slot is work)
+    slots_full: bool = False
 
     @property
     def busy(self) -> bool:
@@ -156,6 +158,7 @@ async def assign_pending(ctx: Context, now: datetime, report: TickReport) -> Non
             )
         )
         budget = batch.budget
+        report.slots_full = batch.slots_full
         report.assigned += batch.placed
         report.held_back += batch.held_back
         if batch.placed < BATCH:
@@ -169,6 +172,7 @@ class _Batch:
     placed: int
     held_back: int
     budget: dict[str, int]
+    slots_full: bool = False
 
 
 async def _assign_batch(
@@ -191,7 +195,7 @@ async def _assign_batch(
     ]
     slots = min(sum(s.free for s in free), BATCH)
     if slots <= 0:
-        return _Batch(0, 0, budget)
+        return _Batch(0, 0, budget, slots_full=True)
     # accounts an earlier batch of this tick used up are not read again
     skip_emails = {email for email, left in budget.items() if left <= 0}
     skip_types: set[str] = set()

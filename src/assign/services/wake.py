@@ -33,8 +33,9 @@ CLAIM_CHANNEL = "assign_claims"
 #: a NOTIFY payload naming every server (more than MAX_NAMED were assigned work)
 EVERY_SERVER = "*"
 MAX_NAMED = 100
-#: shortest gap between two cross-process wake-ups sent after results (the dispatcher waits
-#: at least this long between ticks anyway); every result is followed by one within it
+#: shortest gap between two cross-process wake-ups sent after results (each ``NOTIFY``
+#: serialises its commit on PostgreSQL's notification lock); every result is followed by one
+#: within it
 WAKE_GAP = 0.02
 #: pause before the claim listener connects again after losing its connection
 RELISTEN_SECONDS = 1.0
