@@ -172,6 +172,13 @@ class Worker:
 
     async def _perform(self, link: t.ClaimedLink, pool: ThreadPoolExecutor | None) -> None:
         try:
+            outcome = await self._outcome(link, pool)
+        finally:
+            self._running -= 1  # even when cancelled: a batch never waits for it
+        self._results.put_nowait((link["id"], outcome))
+
+    async def _outcome(self, link: t.ClaimedLink, pool: ThreadPoolExecutor | None) -> Result:
+        try:
             if pool is None:
                 outcome = await self.handler(link)  # type: ignore[misc]
             else:
@@ -185,11 +192,10 @@ class Worker:
             )
             outcome = Result.failed(f"{type(exc).__name__}: {exc}"[:10_000])
         if outcome is None:
-            outcome = Result()
+            return Result()
         if not isinstance(outcome, Result):
-            outcome = Result.failed(f"handler returned {type(outcome).__name__}, not a Result")
-        self._running -= 1
-        self._results.put_nowait((link["id"], outcome))
+            return Result.failed(f"handler returned {type(outcome).__name__}, not a Result")
+        return outcome
 
     async def _report(self, client: AsyncToolClient) -> None:
         """Batches of results: sent when one fills, ``flush_seconds`` after its first, or as
