@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from assign import __version__, ui
-from assign.api import errors
+from assign.api import errors, fast_routes
 from assign.api.middleware import (
     AuthMiddleware,
     BodyLimitMiddleware,
@@ -89,6 +89,8 @@ def create_app(
     errors.install(app)
     for router in (worker.router, tool.router, admin.router, history.router, health.router):
         app.include_router(router)
+    # first: the tool server's per-link calls, when they are the ordinary case (fast_routes)
+    app.router.routes[0:0] = fast_routes.routes()
     ui.install_docs(app)
     if settings.ui:
         ui.install_console(app)
