@@ -24,7 +24,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match
+from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
 from assign.api.middleware import route_path
@@ -88,9 +88,7 @@ class FastRoute(BaseRoute):
         await response(scope, receive, send)
 
     def url_path_for(self, name: str, /, **path_params: Any) -> Any:
-        from starlette.routing import NoMatchFound
-
-        raise NoMatchFound(name, path_params)
+        raise NoMatchFound(name, path_params)  # never a target of url_for
 
 
 def _principal_server(scope: Scope) -> uuid.UUID | None:
