@@ -27,7 +27,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound
 from starlette.types import Receive, Scope, Send
 
-from assign.api.middleware import route_path
+from assign.api.middleware import read_body, replay, route_path
 from assign.api.routers import tool as tool_routes
 from assign.api.schemas import inputs
 
@@ -69,9 +69,9 @@ class FastRoute(BaseRoute):
         return Match.FULL, {"route": self, "assign.fast_match": found}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body, complete = await _read_body(receive)
+        body, cut_short = await read_body(receive)
         try:
-            if not complete:  # the client went away while sending: the route sees it
+            if cut_short is not None:  # the client went away while sending: the route sees it
                 raise _Declined
             response = await self._serve(scope, receive, body, scope["assign.fast_match"])
         except _Declined:
@@ -79,7 +79,7 @@ class FastRoute(BaseRoute):
             scope[DECLINED] = True
             for key in ("route", "assign.fast_match"):
                 scope.pop(key, None)
-            await scope["router"](scope, _replay(body, receive, more=not complete), send)
+            await scope["router"](scope, replay(body, receive, cut_short), send)
             return
         except Exception:
             self.taken += 1  # the route's own error (404, 409, ...), raised to its handlers
@@ -94,36 +94,6 @@ class FastRoute(BaseRoute):
 def _principal_server(scope: Scope) -> uuid.UUID | None:
     principal = scope.get("state", {}).get("principal")
     return getattr(principal, "server_id", None)
-
-
-async def _read_body(receive: Receive) -> tuple[bytes, bool]:
-    """The body, and whether it came whole (else the client went away while sending it; a
-    disconnect is what ``receive`` gives next)."""
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            return b"".join(chunks), False
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks), True
-
-
-def _replay(body: bytes, receive: Receive, *, more: bool) -> Receive:
-    """A ``receive`` giving ``body`` in one message, then what ``receive`` gives (with
-    ``more``, a disconnect the body's reading took: given again)."""
-    given = False
-
-    async def replayed() -> Any:
-        nonlocal given
-        if not given:
-            given = True
-            return {"type": "http.request", "body": body, "more_body": more}
-        if more:
-            return {"type": "http.disconnect"}
-        return await receive()
-
-    return replayed
 
 
 def _model(model: type[BaseModel], body: bytes) -> Any:

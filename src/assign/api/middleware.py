@@ -271,16 +271,10 @@ class JSONBodyMiddleware(HTTPMiddleware):
         if scope["method"] in ("GET", "HEAD", "OPTIONS") or surface_of(route_path(scope)) is None:
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":  # the client went away: let the route see it
-                await self.app(scope, _replay(b"".join(chunks), receive, message), send)
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
+        body, cut_short = await read_body(receive)
+        if cut_short is not None:  # the client went away: let the route see it
+            await self.app(scope, replay(body, receive, cut_short), send)
+            return
         problem = None
         if body and not body_check.is_json_type(_header(scope, b"content-type")):
             problem = (NOT_JSON, "must be application/json", "Content-Type")
@@ -291,10 +285,22 @@ class JSONBodyMiddleware(HTTPMiddleware):
             details = [{"field": field, "message": detail}]
             await error(400, message_text, details)(scope, receive, send)
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay(body, receive), send)
 
 
-def _replay(body: bytes, receive: Receive, then: Message | None = None) -> Receive:
+async def read_body(receive: Receive) -> tuple[bytes, Message | None]:
+    """The request's body, and the message that cut it short (the client went away) or None."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return b"".join(chunks), message
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks), None
+
+
+def replay(body: bytes, receive: Receive, then: Message | None = None) -> Receive:
     """A ``receive`` that gives ``body`` in one message, then ``then`` or what ``receive`` gives."""
     given = False
 
