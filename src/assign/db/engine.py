@@ -1,8 +1,9 @@
 """The database handle: engine, transactions, and the few PostgreSQL/SQLite differences.
 
-Writes go through :meth:`Database.transaction`. On SQLite, writers in this process take an
-asyncio lock and ``BEGIN IMMEDIATE``, so they never fail on a lock upgrade; other processes
-wait on ``busy_timeout``. On PostgreSQL a transaction that loses a deadlock is run again.
+Writes go through :meth:`Database.run`. On SQLite they run whole on one writer thread
+(:mod:`assign.db.sqlite_writer`), with ``BEGIN IMMEDIATE``, so they never fail on a lock
+upgrade; other processes wait on ``busy_timeout``. On PostgreSQL a transaction that loses a
+deadlock is run again.
 
 PostgreSQL may be reached through a pooler in transaction mode (see :mod:`assign.db.connect`);
 what needs a session of its own (the dispatcher's lock, LISTEN) asks :meth:`Database.
@@ -29,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import NullPool
 
 from assign.db import connect, dialect
+from assign.db.sqlite_writer import Writer, prepare
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -137,7 +139,9 @@ class Database:
             self._connect_kwargs = connect.connect_kwargs(url)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         self._write_lock = asyncio.Lock()
+        self._writer: Writer | None = None
         if self.is_sqlite:
+            self._writer = Writer(url, timeout=30, joined=_current, owner=self)
             self._install_sqlite_hooks()
         else:
             event.listen(self.engine.sync_engine, "connect", self._on_pg_connect, insert=True)
@@ -208,14 +212,7 @@ class Database:
 
         @event.listens_for(sync_engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-            # take transaction control away from the driver so BEGIN IMMEDIATE is ours to emit
-            dbapi_conn.isolation_level = None
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
+            prepare(dbapi_conn)
 
         @event.listens_for(sync_engine, "begin")
         def _on_begin(conn: Connection) -> None:
@@ -247,8 +244,9 @@ class Database:
 
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
-        if self.is_sqlite:
-            async with self._write_lock, self.engine.connect() as conn:
+        if self._writer is not None:
+            # the writer thread waits meanwhile (it writes on a connection of its own)
+            async with self._write_lock, self._writer.held(), self.engine.connect() as conn:
                 conn = await conn.execution_options(immediate=True)
                 async with conn.begin():
                     yield conn
@@ -288,13 +286,24 @@ class Database:
             return await work(outer[1])  # the outer transaction is the one to run again
         for attempt in range(1, attempts + 1):
             try:
-                async with self.transaction() as conn:
-                    return await work(conn)
+                return await self._run_once(work)
             except Exception as exc:
                 if await _retried(exc, attempt, attempts):
                     continue
                 raise
         raise AssertionError("unreachable")
+
+    async def _run_once(self, work: Callable[[AsyncConnection], Awaitable[T]]) -> T:
+        if self._writer is None:
+            async with self.transaction() as conn:
+                return await work(conn)
+        try:
+            # SQLite: the whole transaction on the writer thread (see db.sqlite_writer)
+            return await self._writer.run(work)
+        except Exception as exc:
+            if is_connection_error(exc):
+                raise DatabaseUnavailable(str(exc)) from exc
+            raise
 
     def in_transaction(self) -> bool:
         """Whether the current task has a transaction of this database open (which
@@ -334,7 +343,17 @@ class Database:
         except (OperationalError, DBAPIError, OSError) as exc:
             raise DatabaseUnavailable(str(exc)) from exc
 
+    def on_loop(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the event loop: at once, or, called by work that runs on
+        SQLite's writer thread, once its transaction has ended."""
+        if self._writer is None:
+            callback()
+        else:
+            self._writer.on_loop(callback)
+
     async def dispose(self) -> None:
+        if self._writer is not None:
+            await asyncio.to_thread(self._writer.close)
         await self.engine.dispose()
         if self._session_engine is not None:
             await self._session_engine.dispose()

@@ -44,7 +44,7 @@ RELISTEN_SECONDS = 1.0
 async def notify(ctx: Context, conn: AsyncConnection) -> None:
     """Call inside the writing transaction: wakes dispatchers here and in other processes."""
     await notices.notify(conn, WAKE_CHANNEL)
-    ctx.wake.set()
+    ctx.db.on_loop(ctx.wake.set)
 
 
 def slots_freed(ctx: Context) -> None:
@@ -66,7 +66,7 @@ async def links_ready(ctx: Context, conn: AsyncConnection, server_ids: Iterable[
         return
     payload = EVERY_SERVER if len(ids) > MAX_NAMED else ",".join(str(s) for s in ids)
     if not await notices.notify(conn, CLAIM_CHANNEL, payload):
-        ctx.hub.wake(ids)
+        ctx.db.on_loop(lambda: ctx.hub.wake(ids))
 
 
 class Hub:
