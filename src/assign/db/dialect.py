@@ -187,3 +187,44 @@ async def end_idle_session(conn: AsyncConnection, seconds: float) -> None:
 async def ping(conn: AsyncConnection) -> None:
     """One round trip on the connection (it is alive, and so is its session)."""
     await conn.execute(sa.text("SELECT 1"))
+
+
+class _Prepared:
+    """A statement compiled once for SQLite's executemany: its SQL, and for each ``?`` the
+    bind's name, its value when a row has none, and its type's processor."""
+
+    def __init__(self, statement: Any, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.statement = statement
+        self.sql = str(compiled)
+        self.names = list(compiled.positiontup or ())
+        binds = [compiled.binds[name] for name in self.names]
+        self.fixed = [b.effective_value for b in binds]
+        self.processors = [b.type.dialect_impl(dialect).bind_processor(dialect) for b in binds]
+
+    def row(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        out = []
+        for name, fixed, process in zip(self.names, self.fixed, self.processors, strict=True):
+            value = values.get(name, fixed)
+            out.append(value if process is None else process(value))
+        return tuple(out)
+
+
+_prepared: dict[int, _Prepared] = {}
+
+
+async def execute_many(
+    conn: AsyncConnection, statement: Any, rows: Sequence[dict[str, Any]]
+) -> None:
+    """``conn.execute(statement, rows)``, an executemany of a constant statement. On SQLite
+    the statement is compiled once and each row's values go through their types' own bind
+    processors straight into the driver's executemany: SQLAlchemy's way builds, checks and
+    processes a parameter dictionary per row, a quarter of the writer's Python on the busiest
+    statements (a batch of results, a placement)."""
+    if _postgres(conn) or not rows:
+        await conn.execute(statement, list(rows))
+        return
+    prepared = _prepared.get(id(statement))
+    if prepared is None or prepared.statement is not statement:
+        prepared = _prepared[id(statement)] = _Prepared(statement, conn.dialect)
+    await conn.exec_driver_sql(prepared.sql, [prepared.row(r) for r in rows])

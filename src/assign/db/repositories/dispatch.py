@@ -255,6 +255,23 @@ def _within(
     return kept
 
 
+#: one pending link queued on its server (SQLite's executemany; PostgreSQL: ``_PLACE_PG``)
+_PLACE_SQLITE = (
+    links.update()
+    .where(
+        links.c.id == sa.bindparam("b_id"),
+        # literals: an executemany takes no expanding (list) parameter
+        links.c.status.in_([sa.literal(s) for s in sorted(sources(LinkEvent.ASSIGN))]),
+    )
+    .values(
+        status=LinkStatus.QUEUED,
+        server_id=sa.bindparam("b_server"),
+        assigned_at=sa.bindparam("now"),
+        updated_at=sa.bindparam("now"),
+    )
+)
+
+
 async def apply_assignments(
     conn: AsyncConnection,
     pairs: Sequence[tuple[uuid.UUID, uuid.UUID]],
@@ -293,20 +310,10 @@ async def apply_assignments(
             )
         ).one()
     else:
-        await conn.execute(
-            links.update()
-            .where(
-                links.c.id == sa.bindparam("b_id"),
-                # literals: an executemany takes no expanding (list) parameter
-                links.c.status.in_([sa.literal(s) for s in sorted(sources(LinkEvent.ASSIGN))]),
-            )
-            .values(
-                status=LinkStatus.QUEUED,
-                server_id=sa.bindparam("b_server"),
-                assigned_at=now,
-                updated_at=now,
-            ),
-            [{"b_id": link_id, "b_server": server_id} for link_id, server_id in pairs],
+        await dialect.execute_many(
+            conn,
+            _PLACE_SQLITE,
+            [{"b_id": link_id, "b_server": server_id, "now": now} for link_id, server_id in pairs],
         )
         moved = len(pairs)  # the single writer holds the rows: all were pending
         await servers_repo.add_tasks(conn, counts.items())

@@ -292,7 +292,8 @@ async def apply_outcomes(
     if dialect.bulk_arrays(conn):
         rows = list((await conn.execute(_FINISH_PG_RETURNING, _finish_values(outcomes, now))).all())
     else:
-        await conn.execute(
+        await dialect.execute_many(
+            conn,
             _FINISH_SQLITE,
             [
                 {
