@@ -202,12 +202,27 @@ class _Prepared:
         self.fixed = [b.effective_value for b in binds]
         self.processors = [b.type.dialect_impl(dialect).bind_processor(dialect) for b in binds]
 
-    def row(self, values: dict[str, Any]) -> tuple[Any, ...]:
+    def rows(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """The driver's parameters of each row. A value that is the same object as the one
+        before it at that place (a batch's one ``now``) is processed once."""
+        binds = list(zip(self.names, self.fixed, self.processors, strict=True))
+        last: list[Any] = [_UNSET] * len(binds)
+        done: list[Any] = [None] * len(binds)
         out = []
-        for name, fixed, process in zip(self.names, self.fixed, self.processors, strict=True):
-            value = values.get(name, fixed)
-            out.append(value if process is None else process(value))
-        return tuple(out)
+        for values in rows:
+            row = []
+            for i, (name, fixed, process) in enumerate(binds):
+                value = values.get(name, fixed)
+                if process is not None:
+                    if value is not last[i]:
+                        last[i], done[i] = value, process(value)
+                    value = done[i]
+                row.append(value)
+            out.append(tuple(row))
+        return out
+
+
+_UNSET = object()
 
 
 _prepared: dict[int, _Prepared] = {}
@@ -227,4 +242,4 @@ async def execute_many(
     prepared = _prepared.get(id(statement))
     if prepared is None or prepared.statement is not statement:
         prepared = _prepared[id(statement)] = _Prepared(statement, conn.dialect)
-    await conn.exec_driver_sql(prepared.sql, [prepared.row(r) for r in rows])
+    await conn.exec_driver_sql(prepared.sql, prepared.rows(rows))
