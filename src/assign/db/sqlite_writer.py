@@ -1,4 +1,4 @@
-"""SQLite's write transactions, each run whole on one thread of their own.
+"""SQLite's write transactions, every one run whole on one thread of their own.
 
 A write transaction on SQLite holds the database's only write lock from ``BEGIN IMMEDIATE``
 to ``COMMIT``. Through the asynchronous driver each of its statements is a trip from the
@@ -12,7 +12,7 @@ only for the statements and the Python between them.
 The work never suspends: every call it makes on its connection is answered at once (the
 coroutine finishes in one step). Work that waits on anything else is a programming error,
 reported as such. What must touch the event loop (waking the dispatcher or waiting claims)
-goes through :meth:`Writer.on_loop`, run there once the transaction has ended.
+goes through :meth:`Writer.on_loop`, run there once the transaction has committed.
 """
 
 from __future__ import annotations

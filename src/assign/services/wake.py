@@ -7,7 +7,7 @@
   process keeps its waiting claims by server (:class:`Hub`); on PostgreSQL the assigning
   transaction sends ``NOTIFY assign_claims`` naming the servers (delivered when it commits) and
   each process LISTENs on one connection of its own, fanning out to its waiting claims; on
-  SQLite (one process) the assignment wakes them directly.
+  SQLite (one process) the assignment wakes them on the event loop once it has committed.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ def slots_freed(ctx: Context) -> None:
 
 async def links_ready(ctx: Context, conn: AsyncConnection, server_ids: Iterable[Any]) -> None:
     """Call inside the transaction that queued links on these servers: wakes their waiting
-    claims in every process once it commits (on SQLite, here and now: the claims' transactions
-    wait for this one's)."""
+    claims in every process once it commits (``NOTIFY`` on PostgreSQL; on SQLite, one process,
+    through ``Database.on_loop``)."""
     ids = sorted({s for s in server_ids if s is not None})
     if not ids:
         return
