@@ -197,15 +197,21 @@ class _Prepared:
         compiled = statement.compile(dialect=dialect)
         self.statement = statement
         self.sql = str(compiled)
-        self.names = list(compiled.positiontup or ())
-        binds = [compiled.binds[name] for name in self.names]
-        self.fixed = [b.effective_value for b in binds]
-        self.processors = [b.type.dialect_impl(dialect).bind_processor(dialect) for b in binds]
+        names = list(compiled.positiontup or ())
+        #: (name, value when a row has none, processor) of each ``?``
+        self.binds = [
+            (
+                name,
+                compiled.binds[name].effective_value,
+                compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect),
+            )
+            for name in names
+        ]
 
     def rows(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
         """The driver's parameters of each row. A value that is the same object as the one
         before it at that place (a batch's one ``now``) is processed once."""
-        binds = list(zip(self.names, self.fixed, self.processors, strict=True))
+        binds = self.binds
         last: list[Any] = [_UNSET] * len(binds)
         done: list[Any] = [None] * len(binds)
         out = []

@@ -138,7 +138,6 @@ class Database:
             )
             self._connect_kwargs = connect.connect_kwargs(url)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
-        self._write_lock = asyncio.Lock()
         self._writer: Writer | None = None
         if self.is_sqlite:
             self._writer = Writer(url, timeout=30, joined=_current, owner=self)
@@ -245,8 +244,8 @@ class Database:
     @asynccontextmanager
     async def _begin(self) -> AsyncIterator[AsyncConnection]:
         if self._writer is not None:
-            # the writer thread waits meanwhile (it writes on a connection of its own)
-            async with self._write_lock, self._writer.held(), self.engine.connect() as conn:
+            # the writer thread waits meanwhile (one such block at a time: it waits for each)
+            async with self._writer.held(), self.engine.connect() as conn:
                 conn = await conn.execution_options(immediate=True)
                 async with conn.begin():
                     yield conn
@@ -345,7 +344,7 @@ class Database:
 
     def on_loop(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the event loop: at once, or, called by work that runs on
-        SQLite's writer thread, once its transaction has ended."""
+        SQLite's writer thread, once its transaction has committed."""
         if self._writer is None:
             callback()
         else:

@@ -115,6 +115,8 @@ def finish(coro: Coroutine[Any, Any, T]) -> T:
 GROUP_MAX = 64
 #: pause between two checkpoints of the checkpoint thread (commits in between are taken together)
 CHECKPOINT_GAP = 0.05
+#: the checkpoint both threads run: it never waits for readers or the writer
+CHECKPOINT = "PRAGMA wal_checkpoint(PASSIVE)"
 #: WAL frames (pages) past which the writer checkpoints itself after its next commit: the
 #: checkpoint thread cannot always copy the whole WAL while the writer appends to it, and
 #: the WAL starts again from its beginning only after a checkpoint that copied all of it
@@ -182,14 +184,11 @@ class Writer:
         # the checkpoint thread copies the WAL back, not the commits (see _checkpoint)
         dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
-    def on_writer_thread(self) -> bool:
-        return threading.current_thread() is self._thread
-
     def on_loop(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` on the event loop: at once when called there, else (work on the
         writer thread) once its transaction has committed."""
-        pending = _after.get()
-        if pending is None or not self.on_writer_thread():
+        pending = _after.get()  # set only by work running on the writer thread
+        if pending is None:
             callback()
         else:
             pending.append(callback)
@@ -255,7 +254,7 @@ class Writer:
                 if job is _STOP:
                     return
                 if job.release is not None:
-                    _deliver(job.future, True, None)
+                    _deliver([(job.future, True, None, [])])
                     job.release.wait()
                     continue
                 group = [job]
@@ -275,8 +274,7 @@ class Writer:
                     sync = self._connected(sync)
                 except BaseException as exc:  # the file cannot be opened: tell them, go on
                     sync = None
-                    for each in group:
-                        _deliver(each.future, False, exc)
+                    _deliver([(each.future, False, exc, []) for each in group])
                     continue
                 self._commit(sync, group)
                 self._wrote.set()
@@ -301,7 +299,7 @@ class Writer:
         try:
             driver = sync.connection.driver_connection
             assert driver is not None
-            driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            driver.execute(CHECKPOINT).fetchall()
         except Exception as exc:
             log.warning("checkpoint failed", extra={"error": type(exc).__name__})
 
@@ -320,9 +318,7 @@ class Writer:
                 try:
                     if conn is None:
                         conn = sqlite3.connect(self._path, timeout=30, check_same_thread=False)
-                    _busy, frames, _copied = conn.execute(
-                        "PRAGMA wal_checkpoint(PASSIVE)"
-                    ).fetchone()
+                    _busy, frames, _copied = conn.execute(CHECKPOINT).fetchone()
                 except sqlite3.Error as exc:
                     log.warning("checkpoint failed", extra={"error": type(exc).__name__})
                 else:
@@ -333,8 +329,6 @@ class Writer:
                 conn.close()
 
     def _commit(self, sync: Connection, group: list[_Job]) -> None:
-        if not group:
-            return
         done: list[tuple[_Job, bool, Any, list[Callable[[], None]]]] = []
         alone = len(group) == 1
         try:
@@ -358,11 +352,9 @@ class Writer:
             # nothing of the group was written; a COMMIT refused (a deferred constraint)
             # leaves SQLite's transaction open
             self._roll_back(sync)
-            for job in group:
-                _deliver(job.future, False, exc)
+            _deliver([(job.future, False, exc, []) for job in group])
             return
-        for job, ok, value, after in done:
-            _deliver(job.future, ok, value, after)
+        _deliver([(job.future, ok, value, after) for job, ok, value, after in done])
 
     @staticmethod
     def _roll_back(sync: Connection) -> None:
@@ -383,22 +375,25 @@ class Writer:
 
 
 def _deliver(
-    future: asyncio.Future[Any],
-    ok: bool,
-    value: Any,
-    after: list[Callable[[], None]] | None = None,
+    settled: list[tuple[asyncio.Future[Any], bool, Any, list[Callable[[], None]]]],
 ) -> None:
-    """Settle ``future`` on its event loop (then run ``after`` there)."""
+    """Settle each (future, ok, value or error, callbacks) on its event loop, callbacks first,
+    in order: one wake-up of each loop for them all."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+    for item in settled:
+        by_loop.setdefault(item[0].get_loop(), []).append(item)
 
-    def settle() -> None:
-        for callback in after or ():
-            callback()
-        if future.done():
-            return
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
+    def settle(items: list[Any]) -> None:
+        for future, ok, value, after in items:
+            for callback in after:
+                callback()
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
-    with contextlib.suppress(RuntimeError):  # its event loop is closed: nobody waits
-        future.get_loop().call_soon_threadsafe(settle)
+    for loop, items in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # its event loop is closed: nobody waits
+            loop.call_soon_threadsafe(settle, items)
