@@ -116,21 +116,24 @@ class Leadership:
     async def _renew_lease(self, now: datetime) -> bool:
         """Take or renew the lease row (see ``leadership.renew_lease``)."""
         expires = now + timedelta(seconds=self.lease_seconds)
-        async with self.ctx.db.transaction() as conn:
-            return await leadership.renew_lease(
+        return await self.ctx.db.run_alone(
+            lambda conn: leadership.renew_lease(
                 conn, holder=self.holder, expires_at=expires, now=now
             )
+        )
 
     async def record_tick(self, now: datetime) -> None:
         """Write who leads and when it last ticked (the console's Overview shows it)."""
-        async with self.ctx.db.transaction() as conn:
-            await leadership.record_tick(conn, holder=self.holder, now=now)
+        await self.ctx.db.run_alone(
+            lambda conn: leadership.record_tick(conn, holder=self.holder, now=now)
+        )
 
     async def release(self) -> None:
         if self.uses_lease:
             try:
-                async with self.ctx.db.transaction() as conn:
-                    await leadership.release_lease(conn, holder=self.holder)
+                await self.ctx.db.run_alone(
+                    lambda conn: leadership.release_lease(conn, holder=self.holder)
+                )
             except Exception:
                 log.warning("could not release the dispatcher lease")
         await self._drop()
