@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python bench/e2e.py --links 20000          # the full table (several minutes)
     PYTHONPATH=src python bench/e2e.py --links 3000 --only assign-pg-worker,raw-pg-batched
+    PYTHONPATH=src python bench/e2e.py --rounds 3 --only raw-sqlite-batched,assign-sqlite-worker
 
 Every run: ``--servers`` simulated tool servers with ``--slots`` slots each take ``--links``
 pre-created no-op links (claim, report at once), timed from the first claim to the last
@@ -20,6 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -299,19 +301,26 @@ def _ms(values: list[float], p: float) -> str:
     return f"{common.percentile(values, p) * 1000:.0f}" if values else "-"
 
 
+def _references(name: str) -> tuple[str, str, str]:
+    """The runs a run is compared with: the raw batched and per-link ceilings of its engine,
+    and procrastinate c4."""
+    engine = "sqlite" if "sqlite" in name else "pg"
+    return f"raw-{engine}-batched", f"raw-{engine}-per-link", "procrastinate-c4"
+
+
 def report(runs: list[Run]) -> str:
-    by_name = {r.name: r for r in runs}
+    """Every run, with its ratios to the runs of the same round."""
+    by_round = {(r.round, r.name): r for r in runs}
 
     def ratio(run: Run, other: str) -> str:
-        ref = by_name.get(other)
+        ref = by_round.get((run.round, other))
         return f"{run.rate / ref.rate:.2f}" if ref else "-"
 
     rows = []
     for r in runs:
-        ceiling = "raw-sqlite-batched" if "sqlite" in r.name else "raw-pg-batched"
-        per_link = "raw-sqlite-per-link" if "sqlite" in r.name else "raw-pg-per-link"
+        ceiling, per_link, peer = _references(r.name)
         rows.append([
-            r.name, f"{r.rate:,.0f}", ratio(r, ceiling), ratio(r, per_link), ratio(r, "procrastinate-c4"),
+            str(r.round), r.name, f"{r.rate:,.0f}", ratio(r, ceiling), ratio(r, per_link), ratio(r, peer),
             f"{r.requests / r.links:.2f}" if r.requests else "-",
             f"{r.api_cpu / r.links * 1000:.2f}" if r.api_cpu == r.api_cpu else "-",
             f"{r.db_cpu / r.links * 1000:.2f}" if r.db_cpu == r.db_cpu else "-",
@@ -320,10 +329,48 @@ def report(runs: list[Run]) -> str:
             f"{_ms(r.claims, 50)}/{_ms(r.claims, 99)}", f"{_ms(r.results, 50)}/{_ms(r.results, 99)}",
             _ms(r.first_claim, 50), f"{r.rss_mb:.0f}" if r.rss_mb == r.rss_mb else "-", r.checks or "-",
         ])  # fmt: skip
-    headers = ["run", "links/s", "÷ raw batched", "÷ raw per link", "÷ procrastinate c4",
+    headers = ["round", "run", "links/s", "÷ raw batched", "÷ raw per link", "÷ procrastinate c4",
                "requests/link", "API CPU ms/link", "DB CPU ms/link", "load CPU ms/link",
                "DB backends", "claim p50/p99 ms",
                "result p50/p99 ms", "create→claim p50 ms", "API RSS MB", "invariants"]  # fmt: skip
+    return common.table(headers, rows)
+
+
+def summary(runs: list[Run]) -> str:
+    """Each run's median over the rounds, the ratios of the medians (and each round's ratio),
+    the median bulk create to first claim, the largest RSS and whether every round's
+    invariants held."""
+    by_name: dict[str, list[Run]] = {}
+    for r in runs:
+        by_name.setdefault(r.name, []).append(r)
+    median = {name: statistics.median(r.rate for r in rs) for name, rs in by_name.items()}
+    rate = {(r.round, r.name): r.rate for r in runs}
+
+    def ratio(name: str, other: str) -> str:
+        if other not in median or other == name:
+            return "-"
+        rounds = [
+            f"{rate[(r.round, name)] / rate[(r.round, other)]:.2f}"
+            for r in by_name[name]
+            if (r.round, other) in rate
+        ]
+        return f"{median[name] / median[other]:.2f} ({' / '.join(rounds)})"
+
+    rows = []
+    for name, rs in by_name.items():
+        ceiling, per_link, peer = _references(name)
+        probes = [p for r in rs for p in r.first_claim]
+        rss = [r.rss_mb for r in rs if r.rss_mb == r.rss_mb]
+        held = [r.checks.startswith("ok") and "none claimed twice" in r.checks for r in rs]
+        rows.append([
+            name, f"{median[name]:,.0f}", " / ".join(f"{r.rate:,.0f}" for r in rs),
+            ratio(name, ceiling), ratio(name, per_link), ratio(name, peer),
+            _ms(probes, 50), f"{max(rss):.0f}" if rss else "-",
+            ("all held" if all(held) else "NOT HELD") if any(r.checks for r in rs) else "-",
+        ])  # fmt: skip
+    headers = ["run", "median links/s", "by round", "÷ raw batched (by round)",
+               "÷ raw per link (by round)", "÷ procrastinate c4 (by round)",
+               "create→claim p50 ms", "max API RSS MB", "invariants"]  # fmt: skip
     return common.table(headers, rows)
 
 
@@ -354,19 +401,36 @@ async def main() -> None:
     parser.add_argument("--slots", type=int, default=50)
     parser.add_argument("--port", type=int, default=18_731)
     parser.add_argument("--only", default="", help="comma-separated run names: " + ", ".join(RUNS))
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run them all this many times, interleaved"
+    )
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n] or list(RUNS)
+    unknown = [n for n in names if n not in RUNS]
+    if unknown or args.rounds < 1:
+        parser.error(f"unknown run names {unknown}" if unknown else "--rounds must be 1 or more")
     conn = await asyncpg.connect(common.ADMIN_URL)
     print(await common.machine_line(conn))
     await conn.close()
     print(f"{args.links:,} no-op links, {args.servers} tool servers x {args.slots} slots\n")
     runs = []
-    for name in names:
-        run = await RUNS[name](args)
-        print(f"{name}: {run.rate:,.0f} links/s ({run.seconds:.1f} s) {run.checks}", flush=True)
-        runs.append(run)
+    for round_ in range(1, args.rounds + 1):
+        for name in names:
+            run = await RUNS[name](args)
+            run.round = round_
+            print(
+                f"round {round_} {name}: {run.rate:,.0f} links/s ({run.seconds:.1f} s) "
+                f"{run.checks}",
+                flush=True,
+            )
+            runs.append(run)
     print()
     print(report(runs))
+    if args.rounds > 1:
+        print(
+            f"\nMedians of {args.rounds} rounds (ratios of the medians; each round's in brackets)\n"
+        )
+        print(summary(runs))
 
 
 if __name__ == "__main__":

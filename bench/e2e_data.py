@@ -18,6 +18,8 @@ from assign.security import keys
 class Run:
     name: str
     links: int
+    #: which round of ``--rounds`` it ran in (every run's ratios are to the same round's)
+    round: int = 1
     seconds: float = float("nan")
     requests: int = 0
     api_cpu: float = float("nan")
