@@ -22,7 +22,20 @@ RAW_CLAIM = (
 )
 
 
-async def raw_pg(name: str, batched: bool, args: argparse.Namespace) -> Run:
+#: the placement step of Assign's life cycle, for the ``placed`` ceilings: a batch of pending
+#: links queued on a server (``{server}``: its id, ``{now}``: the engine's clock)
+RAW_PLACE = (
+    "UPDATE links SET status = 'queued', server_id = {server}, assigned_at = {now}, "
+    "updated_at = {now} WHERE id IN (SELECT id FROM links WHERE status = 'pending' "
+    "ORDER BY priority DESC, created_at LIMIT {n}{lock})"
+)
+
+
+async def raw_pg(
+    name: str, batched: bool, args: argparse.Namespace, *, placed: bool = False
+) -> Run:
+    """``placed``: the links start pending and each batch is first queued on the server, as
+    Assign's dispatcher does (three transactions a batch; batched only)."""
     run = Run(name, args.links)
     async with common.scratch_database(f"assign_bench_raw_{os.getpid()}") as url:
         fleet = await seed_postgres(url, 1, args.slots)
@@ -30,10 +43,14 @@ async def raw_pg(name: str, batched: bool, args: argparse.Namespace) -> Run:
         async with pool.acquire() as conn:
             await conn.execute(
                 "INSERT INTO links (id, request_id, service_type, status, phase, priority, retry_count, "
-                "max_retries, created_at, updated_at) SELECT gen_random_uuid(), $1, 'entity', 'queued', "
+                "max_retries, created_at, updated_at) SELECT gen_random_uuid(), $1, 'entity', $3, "
                 "'create', 0, 0, 3, now(), now() FROM generate_series(1, $2)",
-                fleet.request_id, args.links,
+                fleet.request_id, args.links, "pending" if placed else "queued",
             )  # fmt: skip
+            server_id = await conn.fetchval("SELECT id FROM servers LIMIT 1")
+        place = RAW_PLACE.format(
+            server="$1", now="now()", n=args.slots, lock=" FOR UPDATE SKIP LOCKED"
+        )
         done = 0
         first: float | None = None
 
@@ -41,6 +58,8 @@ async def raw_pg(name: str, batched: bool, args: argparse.Namespace) -> Run:
             nonlocal done, first
             while done < args.links:
                 async with pool.acquire() as conn:
+                    if placed:
+                        await conn.execute(place, server_id)
                     ids = [r[0] for r in await conn.fetch(RAW_CLAIM.format(n=args.slots))]
                     if first is None and ids:
                         first = time.perf_counter()
@@ -76,7 +95,8 @@ async def raw_pg(name: str, batched: bool, args: argparse.Namespace) -> Run:
     return run
 
 
-def raw_sqlite(name: str, batched: bool, args: argparse.Namespace) -> Run:
+def raw_sqlite(name: str, batched: bool, args: argparse.Namespace, *, placed: bool = False) -> Run:
+    """``placed`` as for :func:`raw_pg`."""
     run = Run(name, args.links)
     with tempfile.TemporaryDirectory() as tmp:
         path = f"{tmp}/assign.db"
@@ -88,15 +108,24 @@ def raw_sqlite(name: str, batched: bool, args: argparse.Namespace) -> Run:
         db.execute("BEGIN")
         db.executemany(
             "INSERT INTO links (id, request_id, service_type, status, phase, priority, retry_count, "
-            "max_retries, created_at, updated_at) VALUES (?, ?, 'entity', 'queued', 'create', 0, 0, 3, "
+            "max_retries, created_at, updated_at) VALUES (?, ?, 'entity', ?, 'create', 0, 0, 3, "
             "datetime('now'), datetime('now'))",
-            [(uuid.uuid4().hex, fleet.request_id.hex) for _ in range(args.links)],
+            [
+                (uuid.uuid4().hex, fleet.request_id.hex, "pending" if placed else "queued")
+                for _ in range(args.links)
+            ],
         )
         db.execute("COMMIT")
+        (server_id,) = db.execute("SELECT id FROM servers LIMIT 1").fetchone()
+        place = RAW_PLACE.format(server="?", now="datetime('now')", n=args.slots, lock="")
         started = time.perf_counter()
         done = 0
         claim = RAW_CLAIM.replace(" FOR UPDATE SKIP LOCKED", "").replace("now()", "datetime('now')")
         while done < args.links:
+            if placed:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(place, (server_id,))
+                db.execute("COMMIT")
             db.execute("BEGIN IMMEDIATE")
             ids = [r[0] for r in db.execute(claim.format(n=args.slots)).fetchall()]
             db.execute("COMMIT")
