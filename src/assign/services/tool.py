@@ -128,9 +128,10 @@ async def _apply_in_one(
     server_id: uuid.UUID,
     reports: Sequence[Report],
     now: datetime,
+    rows: bool = True,
 ) -> list[tuple[dict[str, Any], Any]]:
     """:func:`_apply` as one statement, the same checks on the locked links in SQL: (answer,
-    the link's new row or None) per report."""
+    the link's new row or None) per report (without ``rows``, a row of its id alone)."""
     settings = ctx.settings
     found = await repo.report_in_one(
         conn,
@@ -150,6 +151,7 @@ async def _apply_in_one(
         factors=[jitter() for _ in reports],
         base=settings.retry_base_seconds,
         cap=settings.retry_max_seconds,
+        rows=rows,
     )
     out: list[tuple[dict[str, Any], Any]] = []
     for report in reports:
@@ -165,11 +167,13 @@ async def _apply_in_one(
 
 
 async def _in_one(
-    ctx: Context, server_id: uuid.UUID, reports: Sequence[Report]
+    ctx: Context, server_id: uuid.UUID, reports: Sequence[Report], *, rows: bool = True
 ) -> list[tuple[dict[str, Any], Any]]:
     """``reports`` applied by one statement, alone (see ``Database.run_alone``)."""
     now = ctx.clock.now()
-    return await ctx.db.run_alone(lambda conn: _apply_in_one(conn, ctx, server_id, reports, now))
+    return await ctx.db.run_alone(
+        lambda conn: _apply_in_one(conn, ctx, server_id, reports, now, rows)
+    )
 
 
 async def _in_transaction(
@@ -196,9 +200,10 @@ async def _in_transaction(
 async def _applied(
     ctx: Context, server_id: uuid.UUID, reports: Sequence[Report], now: datetime
 ) -> _Applied:
-    """``reports`` applied in their own transaction (one statement where it can be)."""
+    """``reports`` applied in their own transaction (one statement where it can be); on
+    PostgreSQL, ``rows`` of the links' ids alone (the batched results answer no link)."""
     if _in_one_statement(ctx, reports):
-        done = await _in_one(ctx, server_id, reports)
+        done = await _in_one(ctx, server_id, reports, rows=False)
         rows = [row for _, row in done if row is not None]
         return _Applied([answer for answer, _ in done], len(rows), rows)
     return await ctx.db.run(lambda conn: _apply(conn, ctx, server_id, reports, now))
