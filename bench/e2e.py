@@ -377,24 +377,26 @@ def summary(runs: list[Run]) -> str:
     return common.table(headers, rows)
 
 
+#: in the order a full run takes them: each Assign run close after the ceilings it is compared
+#: with (the machine's speed drifts over minutes, and a round is some minutes long)
 RUNS: dict[str, Callable[[argparse.Namespace], Awaitable[Run]]] = {
     "procrastinate-c1": lambda a: procrastinate_run("procrastinate-c1", 1, a),
     "procrastinate-c4": lambda a: procrastinate_run("procrastinate-c4", 4, a),
     "raw-pg-per-link": lambda a: raw_pg("raw-pg-per-link", False, a),
-    "raw-pg-batched": lambda a: raw_pg("raw-pg-batched", True, a),
-    "raw-sqlite-per-link": lambda a: asyncio.to_thread(raw_sqlite, "raw-sqlite-per-link", False, a),
-    "raw-sqlite-batched": lambda a: asyncio.to_thread(raw_sqlite, "raw-sqlite-batched", True, a),
-    "raw-pg-placed": lambda a: raw_pg("raw-pg-placed", True, a, placed=True),
-    "raw-sqlite-placed": lambda a: asyncio.to_thread(
-        lambda: raw_sqlite("raw-sqlite-placed", True, a, placed=True)
-    ),
     "assign-pg-http": lambda a: assign_run("assign-pg-http", "pg", "http", a),
-    "assign-pg-worker": lambda a: assign_run("assign-pg-worker", "pg", "worker", a),
     "assign-pg-2api-http": lambda a: assign_run("assign-pg-2api-http", "pg", "http", a, two=True),
+    "raw-pg-batched": lambda a: raw_pg("raw-pg-batched", True, a),
+    "raw-pg-placed": lambda a: raw_pg("raw-pg-placed", True, a, placed=True),
+    "assign-pg-worker": lambda a: assign_run("assign-pg-worker", "pg", "worker", a),
     "assign-pg-2api-worker": lambda a: assign_run(
         "assign-pg-2api-worker", "pg", "worker", a, two=True
     ),
+    "raw-sqlite-per-link": lambda a: asyncio.to_thread(raw_sqlite, "raw-sqlite-per-link", False, a),
     "assign-sqlite-http": lambda a: assign_run("assign-sqlite-http", "sqlite", "http", a),
+    "raw-sqlite-batched": lambda a: asyncio.to_thread(raw_sqlite, "raw-sqlite-batched", True, a),
+    "raw-sqlite-placed": lambda a: asyncio.to_thread(
+        lambda: raw_sqlite("raw-sqlite-placed", True, a, placed=True)
+    ),
     "assign-sqlite-worker": lambda a: assign_run("assign-sqlite-worker", "sqlite", "worker", a),
 }
 
