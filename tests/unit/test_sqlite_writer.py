@@ -188,4 +188,7 @@ async def test_the_wal_is_copied_back_off_the_writer_and_stays_bounded(
     for _ in range(600):  # 12 MB through the WAL
         await db.run(big)
     wal = os.path.getsize(f"{db.engine.url.database}-wal")  # noqa: ASYNC240
-    assert wal < 4_000_000  # it started again from its beginning, again and again
+    # it started again from its beginning, again and again: without checkpoints it ends at
+    # 17 MB; with them under 4 MB on a quiet machine, 5.7 MB seen in a loaded CI run (the
+    # checkpoint thread, which tells the writer the WAL is long, waits for a core)
+    assert wal < 9_000_000
