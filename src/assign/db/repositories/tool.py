@@ -125,7 +125,7 @@ _ONE = (
 def _report_statement(results: str, ids: str, *, rows: bool = True) -> Any:
     """The statement; without ``rows``, each link comes back with what it was found as and
     its id alone when it took its result, not its new values (the batched results answer no
-    link: decoding 25 columns of every link was a fifth of the API's work on a batch)."""
+    link, and bringing back its 25 columns cost about 0.02 ms of the API's CPU a link)."""
     taken = "done.*" if rows else "done.id AS id"
     columns = links.c if rows else (sa.column("id", sa.Uuid()),)
     return sa.text(
