@@ -304,11 +304,16 @@ def _ms(values: list[float], p: float) -> str:
     return f"{common.percentile(values, p) * 1000:.0f}" if values else "-"
 
 
-def _references(name: str) -> tuple[str, str, str]:
+def _references(name: str) -> tuple[str, str, str, str]:
     """The runs a run is compared with: the raw batched and per-link ceilings of its engine,
-    and procrastinate c4."""
+    procrastinate c4, and the raw batched ceiling with the placement step."""
     engine = "sqlite" if "sqlite" in name else "pg"
-    return f"raw-{engine}-batched", f"raw-{engine}-per-link", "procrastinate-c4"
+    return (
+        f"raw-{engine}-batched",
+        f"raw-{engine}-per-link",
+        "procrastinate-c4",
+        f"raw-{engine}-placed",
+    )
 
 
 def report(runs: list[Run]) -> str:
@@ -321,7 +326,7 @@ def report(runs: list[Run]) -> str:
 
     rows = []
     for r in runs:
-        ceiling, per_link, peer = _references(r.name)
+        ceiling, per_link, peer, _ = _references(r.name)
         rows.append([
             str(r.round), r.name, f"{r.rate:,.0f}", ratio(r, ceiling), ratio(r, per_link), ratio(r, peer),
             f"{r.requests / r.links:.2f}" if r.requests else "-",
@@ -361,14 +366,14 @@ def summary(runs: list[Run]) -> str:
 
     rows = []
     for name, rs in by_name.items():
-        ceiling, per_link, peer = _references(name)
+        ceiling, per_link, peer, placed = _references(name)
         probes = [p for r in rs for p in r.first_claim]
         rss = [r.rss_mb for r in rs if r.rss_mb == r.rss_mb]
         held = [r.checks.startswith("ok") and "none claimed twice" in r.checks for r in rs]
         rows.append([
             name, f"{median[name]:,.0f}", " / ".join(f"{r.rate:,.0f}" for r in rs),
             ratio(name, ceiling), ratio(name, per_link), ratio(name, peer),
-            ratio(name, ceiling.replace("batched", "placed")), _ms(probes, 50), f"{max(rss):.0f}" if rss else "-",
+            ratio(name, placed), _ms(probes, 50), f"{max(rss):.0f}" if rss else "-",
             ("all held" if all(held) else "NOT HELD") if any(r.checks for r in rs) else "-",
         ])  # fmt: skip
     headers = ["run", "median links/s", "by round", "÷ raw batched (by round)",
